@@ -1,0 +1,202 @@
+import type { DescFile, DescService } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import type net from "node:net";
+import type pg from "pg";
+import type { Config } from "./config/config.js";
+import { createLogger, type Logger } from "./observability/logger.js";
+import { createMetrics, type Metrics } from "./observability/metrics.js";
+import { createPool } from "./store/db.js";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "./store/embedded.js";
+import { migrate } from "./store/migrate.js";
+import { keysRepo } from "./store/keys-repo.js";
+import { listenForInvalidations, type InvalidationListener } from "./store/notify.js";
+import { createHasher } from "./keys/hasher.js";
+import { createKeyVerifier, type KeyVerifier } from "./keys/verifier.js";
+import { createKeyAdmin } from "./keys/key-admin.js";
+import { createAdminAuthenticator } from "./services/admin-auth.js";
+import { createAuthService } from "./services/auth-service.js";
+import { createKeyService } from "./services/key-service.js";
+import { createTenantService } from "./services/tenant-service.js";
+import { instrument } from "./transport/pipeline.js";
+import { mountOnGrpc } from "./transport/grpc-server.js";
+import { createHttpServer } from "./transport/http-server.js";
+import { createHealthService, HealthStatus } from "./transport/health.js";
+import { createReflectionServices } from "./transport/reflection.js";
+import { HealthCheckResponse_ServingStatus as Serving, Health, file_grpc_health_v1_health } from "./gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { AuthService, file_tollgate_v1_auth_service } from "./gen/tollgate/v1/auth_service_pb.js";
+import { KeyService, file_tollgate_v1_key_service } from "./gen/tollgate/v1/key_service_pb.js";
+import { TenantService, file_tollgate_v1_tenant_service } from "./gen/tollgate/v1/tenant_service_pb.js";
+import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
+import { createRoutes } from "./transport/routes.js";
+
+/** A running Tollgate: its listeners, its parts (for tests and the CLI), and a graceful stop. */
+export interface App {
+  config: Config;
+  grpcPort: number;
+  httpPort: number;
+  pool: pg.Pool;
+  databaseUrl: string;
+  logger: Logger;
+  metrics: Metrics;
+  verifier: KeyVerifier;
+  health: HealthStatus;
+  stop(): Promise<void>;
+}
+
+export interface AppOptions {
+  logger?: Logger;
+  now?: () => number;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Mounted = [DescService, ServiceImpl<any>];
+
+/** Opens the database (embedded when no URL is configured) and applies migrations. */
+async function openDatabase(config: Config, logger: Logger, metrics: Metrics) {
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = await startEmbeddedPostgres(config.dataDir, (msg) => logger.info(msg));
+    databaseUrl = embedded.connectionString;
+    logger.info({ dataDir: config.dataDir }, "using embedded PostgreSQL");
+  }
+  const pool = createPool({ connectionString: databaseUrl, poolSize: config.dbPoolSize, timeoutMs: config.dbTimeoutMs }, (err) => {
+    metrics.dbErrors.inc({ operation: "idle" });
+    logger.warn({ err }, "idle database connection failed");
+  });
+  const applied = await migrate(pool);
+  if (applied.length > 0) logger.info({ applied }, "applied migrations");
+  return { pool, databaseUrl, embedded };
+}
+
+/**
+ * The composition root: the only place concrete parts are wired together. Starts the database
+ * (or the embedded one), the caches and their invalidation listener, both listeners, and health.
+ */
+export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const now = options.now ?? Date.now;
+  const metrics = createMetrics();
+  const { pool, databaseUrl, embedded } = await openDatabase(config, logger, metrics);
+
+  const hasher = createHasher({
+    params: config.argon2,
+    concurrency: config.argon2Concurrency,
+    queueLimit: config.argon2QueueLimit,
+    onVerify: (seconds, ok) => metrics.argon2Duration.observe({ outcome: ok ? "match" : "mismatch" }, seconds),
+  });
+  const verifier = createKeyVerifier({
+    loadKey: (keyId) =>
+      keysRepo.findKey(pool, keyId).catch((err: unknown) => {
+        metrics.dbErrors.inc({ operation: "find_key" });
+        throw err;
+      }),
+    hasher,
+    pepper: config.pepper,
+    now,
+    ttlMs: config.keyCacheTtlMs,
+    staleMs: config.keyCacheStaleMs,
+    maxEntries: config.keyCacheMaxEntries,
+    negativeTtlMs: config.negativeCacheTtlMs,
+    failedSecretsPerMinute: config.failedSecretsPerMinute,
+    rehash: (key, secret) => {
+      void hasher.hash(secret).then((h) => keysRepo.replaceHash(pool, key.keyId, key.secretHash, h)).catch((err: unknown) => logger.warn({ err, keyId: key.keyId }, "rehash failed"));
+    },
+    onCache: (result) => metrics.keyCache.inc({ result }),
+  });
+
+  const health = new HealthStatus([["", Serving.NOT_SERVING]]);
+  const listener = listenForInvalidations({
+    connectionString: databaseUrl,
+    logger,
+    onMessage: (payload) => {
+      if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
+    },
+    onReset: () => verifier.invalidateAll(),
+  });
+
+  const adminAuth = createAdminAuthenticator(verifier);
+  const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
+  const reflection = createReflectionServices({
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+  });
+  const pipeline = { logger, metrics };
+  const services: Mounted[] = [
+    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
+    [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
+    [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
+    [Health, createHealthService(health)],
+    [ReflectionV1, reflection.v1],
+    [ReflectionV1alpha, reflection.v1alpha],
+  ];
+  const serviceNames = services.map(([s]) => s.typeName).filter((n) => !n.startsWith("grpc."));
+
+  const shutdown = new AbortController();
+  const grpcServer = new grpc.Server({ "grpc.keepalive_permit_without_calls": 1, "grpc.max_receive_message_length": 1024 * 1024 });
+  for (const [service, impl] of services) mountOnGrpc(grpcServer, service, impl, shutdown.signal);
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+
+  let ready = false;
+  const routes = createRoutes({ metrics, ready: () => ready });
+  const httpServer = createHttpServer({ services, routes, shutdownSignal: shutdown.signal });
+  const sockets = new Set<net.Socket>();
+  httpServer.on("connection", (s: net.Socket) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  });
+  const httpPort = await new Promise<number>((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(config.httpPort, config.host, () => resolve((httpServer.address() as net.AddressInfo).port));
+  });
+
+  // Readiness follows the database: a cheap probe, and the invalidation listener's connection.
+  const probe = async () => {
+    const ok = await pool.query("SELECT 1").then(() => listener.connected, () => false);
+    if (ok !== ready) logger[ok ? "info" : "warn"]({ ready: ok }, "readiness changed");
+    ready = ok;
+    const status = ok ? Serving.SERVING : Serving.NOT_SERVING;
+    health.set("", status);
+    for (const name of serviceNames) health.set(name, status);
+  };
+  await probe();
+  const probeTimer = setInterval(() => void probe(), 1_000);
+  probeTimer.unref();
+  logger.info({ grpcPort, httpPort, host: config.host }, "tollgate listening");
+
+  let stopping: Promise<void> | undefined;
+  async function stop(): Promise<void> {
+    clearInterval(probeTimer);
+    ready = false;
+    health.set("", Serving.NOT_SERVING);
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        grpcServer.forceShutdown();
+        resolve();
+      }, config.shutdownGraceMs);
+      grpcServer.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    shutdown.abort();
+    await new Promise<void>((resolve) => {
+      httpServer.close(() => resolve());
+      for (const s of sockets) s.destroy();
+    });
+    await listener.close();
+    await pool.end();
+    await embedded?.stop();
+    metrics.stop();
+    logger.info("tollgate stopped");
+  }
+
+  return {
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health,
+    stop: () => (stopping ??= stop()),
+  };
+}

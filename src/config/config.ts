@@ -1,0 +1,130 @@
+import { randomBytes } from "node:crypto";
+
+/** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
+export interface Argon2Params {
+  memoryKiB: number;
+  iterations: number;
+  parallelism: number;
+}
+
+/** The whole service configuration, validated once at start-up and frozen. */
+export interface Config {
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  /** A PostgreSQL connection string; undefined = run the embedded PostgreSQL. */
+  databaseUrl: string | undefined;
+  /** Where the embedded PostgreSQL and generated secrets live. */
+  dataDir: string;
+  dbPoolSize: number;
+  logLevel: string;
+  /** Server-side secret mixed into the verified-key cache digest (HMAC-SHA-256). */
+  pepper: Buffer;
+  argon2: Argon2Params;
+  /** Most argon2 verifications running at once; the rest wait in a bounded queue. */
+  argon2Concurrency: number;
+  argon2QueueLimit: number;
+  /** How long a verified key is trusted before its row is re-read. */
+  keyCacheTtlMs: number;
+  /** How long a cached key keeps working while PostgreSQL is unreachable. */
+  keyCacheStaleMs: number;
+  keyCacheMaxEntries: number;
+  /** How long an unknown key id is remembered as unknown. */
+  negativeCacheTtlMs: number;
+  /** Wrong secrets allowed per key id per minute before verification is refused outright. */
+  failedSecretsPerMinute: number;
+  /** Deadline applied to a database call made on behalf of an RPC without its own deadline. */
+  dbTimeoutMs: number;
+  shutdownGraceMs: number;
+  /** Default key prefix per environment. */
+  prefixes: { live: string; test: string };
+}
+
+/** A configuration problem, listing every bad variable at once. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Parses and validates configuration from environment variables. Every problem is collected and
+ * reported together so an operator fixes them in one go. Secrets are never echoed back.
+ */
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const problems: string[] = [];
+  const int = (name: string, def: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return def;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer in [${min}, ${max}], got "${raw}"`);
+      return def;
+    }
+    return value;
+  };
+  const str = (name: string, def: string): string => env[name] || def;
+  const pepperRaw = env.TOLLGATE_PEPPER;
+  let pepper = randomBytes(32);
+  if (pepperRaw !== undefined && pepperRaw !== "") {
+    if (pepperRaw.length < 32) problems.push("TOLLGATE_PEPPER must be at least 32 characters");
+    else pepper = Buffer.from(pepperRaw, "utf8");
+  }
+  const logLevel = str("TOLLGATE_LOG_LEVEL", "info");
+  if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
+    problems.push(`TOLLGATE_LOG_LEVEL must be one of trace|debug|info|warn|error|fatal|silent, got "${logLevel}"`);
+  }
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push("DATABASE_URL must start with postgres:// or postgresql://");
+  }
+  const config: Config = {
+    host: str("TOLLGATE_HOST", "0.0.0.0"),
+    grpcPort: int("TOLLGATE_GRPC_PORT", 50051, 0, 65535),
+    httpPort: int("TOLLGATE_HTTP_PORT", 8080, 0, 65535),
+    databaseUrl,
+    dataDir: str("TOLLGATE_DATA_DIR", ".tollgate"),
+    dbPoolSize: int("TOLLGATE_DB_POOL_SIZE", 10, 1, 200),
+    logLevel,
+    pepper,
+    argon2: {
+      memoryKiB: int("TOLLGATE_ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024),
+      iterations: int("TOLLGATE_ARGON2_ITERATIONS", 2, 2, 100),
+      parallelism: int("TOLLGATE_ARGON2_PARALLELISM", 1, 1, 16),
+    },
+    argon2Concurrency: int("TOLLGATE_ARGON2_CONCURRENCY", 2, 1, 64),
+    argon2QueueLimit: int("TOLLGATE_ARGON2_QUEUE_LIMIT", 256, 1, 100000),
+    keyCacheTtlMs: int("TOLLGATE_KEY_CACHE_TTL_MS", 60_000, 0, 3_600_000),
+    keyCacheStaleMs: int("TOLLGATE_KEY_CACHE_STALE_MS", 300_000, 0, 86_400_000),
+    keyCacheMaxEntries: int("TOLLGATE_KEY_CACHE_MAX_ENTRIES", 100_000, 1, 10_000_000),
+    negativeCacheTtlMs: int("TOLLGATE_NEGATIVE_CACHE_TTL_MS", 10_000, 0, 3_600_000),
+    failedSecretsPerMinute: int("TOLLGATE_FAILED_SECRETS_PER_MINUTE", 10, 1, 100000),
+    dbTimeoutMs: int("TOLLGATE_DB_TIMEOUT_MS", 2_000, 10, 60_000),
+    shutdownGraceMs: int("TOLLGATE_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    prefixes: {
+      live: str("TOLLGATE_PREFIX_LIVE", "sk_live"),
+      test: str("TOLLGATE_PREFIX_TEST", "sk_test"),
+    },
+    ...overrides,
+  };
+  for (const [env_, prefix] of Object.entries(config.prefixes)) {
+    if (!PREFIX_PATTERN.test(prefix)) problems.push(`key prefix for ${env_} must match ${PREFIX_PATTERN}, got "${prefix}"`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+/** Key prefixes: lower-case letters, digits and underscores, starting with a letter. */
+export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,15}(_[a-z0-9]{1,16}){0,2}$/;
+
+/** A copy of the configuration safe to log: secrets and credentials in URLs are masked. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    pepper: "[redacted]",
+    databaseUrl: config.databaseUrl?.replace(/\/\/([^:@/]+)(:[^@/]*)?@/, "//$1:[redacted]@"),
+  };
+}

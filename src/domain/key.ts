@@ -1,0 +1,48 @@
+/** A stored API key as the domain sees it. `secretHash` is an argon2id PHC string, never a secret. */
+export interface KeyRecord {
+  keyId: string;
+  tenantId: string;
+  name: string;
+  environment: "live" | "test";
+  prefix: string;
+  secretHash: string;
+  hint: string;
+  permissions: string[];
+  roles: string[];
+  plan: string;
+  metadata: Record<string, string>;
+  expiresAt: Date | null;
+  ipAllowlist: string[];
+  ownerId: string | null;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  predecessorKeyId: string | null;
+  successorKeyId: string | null;
+  graceExpiresAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Fields an operator may set when creating a key. */
+export interface NewKey {
+  keyId: string;
+  tenantId: string;
+  name: string;
+  environment: "live" | "test";
+  prefix: string;
+  secretHash: string;
+  hint: string;
+  permissions: string[];
+  roles: string[];
+  plan: string;
+  metadata: Record<string, string>;
+  expiresAt: Date | null;
+  ipAllowlist: string[];
+  ownerId: string | null;
+}
+
+/** Fields UpdateKey may replace. */
+export type KeyChanges = Partial<Pick<KeyRecord, "name" | "permissions" | "roles" | "plan" | "metadata" | "expiresAt" | "ipAllowlist" | "ownerId">>;
+
+/** Who did something, for the audit log: a key id, `cli:<user>`, or `system`. */
+export type Actor = string;

@@ -1,0 +1,158 @@
+import { createHmac } from "node:crypto";
+import type { KeyRecord } from "../domain/key.js";
+import { parseKey, unwrapCredential, type ParsedKey } from "./format.js";
+import type { SecretHasher } from "./hasher.js";
+import { keyStatus, type KeyStatusCode } from "./key-status.js";
+import { SingleFlight, TtlCache } from "./ttl-cache.js";
+
+/** Every answer Authenticate can give for an API key. */
+export type AuthCode = "MISSING_CREDENTIAL" | "MALFORMED_CREDENTIAL" | "INVALID_API_KEY" | KeyStatusCode;
+
+/** The outcome of verifying a credential. `key` is set whenever the secret was proven. */
+export interface Verification {
+  code: AuthCode;
+  key?: KeyRecord;
+}
+
+export interface VerifierDeps {
+  /** Loads a key row by id; throws a TollgateError (UNAVAILABLE) when the store is down. */
+  loadKey(keyId: string): Promise<KeyRecord | undefined>;
+  hasher: SecretHasher;
+  pepper: Buffer;
+  now: () => number;
+  ttlMs: number;
+  staleMs: number;
+  maxEntries: number;
+  negativeTtlMs: number;
+  failedSecretsPerMinute: number;
+  /** Replace a weak hash after a successful verify (best effort). */
+  rehash?(key: KeyRecord, secret: string): void;
+  onCache?(result: "hit" | "miss" | "stale" | "negative" | "throttled"): void;
+}
+
+/** A verified presented key: the row as last read, and when it was last confirmed fresh. */
+interface Verified {
+  key: KeyRecord;
+  refreshedAt: number;
+}
+
+/** The API-key verifier with its caches. Create one per process. */
+export interface KeyVerifier {
+  verify(rawCredential: string, clientIp: string): Promise<Verification>;
+  /** Forget everything cached about one key (called on NOTIFY). */
+  invalidate(keyId: string): void;
+  /** Forget everything (called when notifications may have been missed). */
+  invalidateAll(): void;
+}
+
+/**
+ * Creates the verifier implementing DESIGN "Verification": checksum reject; a verified-key cache
+ * keyed by HMAC-SHA-256(pepper, key) so that no cache holds a usable secret; a negative cache of
+ * unknown key ids; single-flight argon2 on the thread pool; a per-key-id limit on failed secrets;
+ * then status checks. A cached key is re-read after `ttlMs`; while the store is down it keeps
+ * working until `ttlMs + staleMs`, after which the call fails as UNAVAILABLE.
+ */
+export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
+  const verified = new TtlCache<string, Verified>(deps.maxEntries, deps.now);
+  const digestsByKey = new Map<string, Set<string>>();
+  const unknownIds = new TtlCache<string, true>(deps.maxEntries, deps.now);
+  const failures = new TtlCache<string, number>(deps.maxEntries, deps.now);
+  const flights = new SingleFlight<string, Verification>();
+  const refreshes = new SingleFlight<string, KeyRecord | undefined>();
+  // Bumped on invalidation, so that work started before a change cannot cache pre-change data.
+  const generations = new Map<string, number>();
+  const generationOf = (keyId: string) => generations.get(keyId) ?? 0;
+  const hardTtl = deps.ttlMs + deps.staleMs;
+
+  function remember(digest: string, key: KeyRecord, refreshedAt: number): void {
+    verified.set(digest, { key, refreshedAt }, hardTtl);
+    let digests = digestsByKey.get(key.keyId);
+    if (!digests) digestsByKey.set(key.keyId, (digests = new Set()));
+    digests.add(digest);
+  }
+
+  function decide(key: KeyRecord, clientIp: string): Verification {
+    return { code: keyStatus(key, deps.now(), clientIp), key };
+  }
+
+  async function fullVerify(parsed: ParsedKey, digest: string, clientIp: string): Promise<Verification> {
+    const outcome = await flights.run(digest, async (): Promise<Verification> => {
+      const generation = generationOf(parsed.keyId);
+      const key = await deps.loadKey(parsed.keyId);
+      if (!key || key.prefix !== parsed.prefix) {
+        if (!key) unknownIds.set(parsed.keyId, true, deps.negativeTtlMs);
+        return { code: "INVALID_API_KEY" };
+      }
+      const ok = await deps.hasher.verify(key.secretHash, parsed.secret);
+      if (!ok) {
+        failures.set(parsed.keyId, (failures.get(parsed.keyId) ?? 0) + 1, 60_000);
+        return { code: "INVALID_API_KEY" };
+      }
+      if (generation === generationOf(parsed.keyId)) remember(digest, key, deps.now());
+      if (deps.hasher.needsRehash(key.secretHash)) deps.rehash?.(key, parsed.secret);
+      return { code: "VALID", key };
+    });
+    return outcome.key ? decide(outcome.key, clientIp) : outcome;
+  }
+
+  async function refresh(entry: Verified, digest: string, clientIp: string, parsed: ParsedKey): Promise<Verification> {
+    const keyId = entry.key.keyId;
+    const generation = generationOf(keyId);
+    let fresh: KeyRecord | undefined;
+    try {
+      fresh = await refreshes.run(keyId, () => deps.loadKey(keyId));
+    } catch (err) {
+      if (deps.now() - entry.refreshedAt < hardTtl) {
+        deps.onCache?.("stale");
+        return decide(entry.key, clientIp);
+      }
+      throw err;
+    }
+    if (!fresh || fresh.secretHash !== entry.key.secretHash) {
+      verified.delete(digest);
+      return fullVerify(parsed, digest, clientIp);
+    }
+    if (generation === generationOf(keyId)) remember(digest, fresh, deps.now());
+    return decide(fresh, clientIp);
+  }
+
+  return {
+    async verify(rawCredential, clientIp) {
+      const credential = unwrapCredential(rawCredential);
+      if (credential === "") return { code: "MISSING_CREDENTIAL" };
+      const parsed = parseKey(credential);
+      if (!parsed) return { code: "MALFORMED_CREDENTIAL" };
+      const digest = createHmac("sha256", deps.pepper).update(parsed.full).digest("base64");
+      const entry = verified.get(digest);
+      if (entry) {
+        if (deps.now() - entry.refreshedAt < deps.ttlMs) {
+          deps.onCache?.("hit");
+          return decide(entry.key, clientIp);
+        }
+        return refresh(entry, digest, clientIp, parsed);
+      }
+      if (unknownIds.get(parsed.keyId)) {
+        deps.onCache?.("negative");
+        return { code: "INVALID_API_KEY" };
+      }
+      if ((failures.get(parsed.keyId) ?? 0) >= deps.failedSecretsPerMinute) {
+        deps.onCache?.("throttled");
+        return { code: "INVALID_API_KEY" };
+      }
+      deps.onCache?.("miss");
+      return fullVerify(parsed, digest, clientIp);
+    },
+    invalidate(keyId) {
+      generations.set(keyId, generationOf(keyId) + 1);
+      unknownIds.delete(keyId);
+      for (const digest of digestsByKey.get(keyId) ?? []) verified.delete(digest);
+      digestsByKey.delete(keyId);
+    },
+    invalidateAll() {
+      for (const keyId of digestsByKey.keys()) generations.set(keyId, generationOf(keyId) + 1);
+      verified.clear();
+      unknownIds.clear();
+      digestsByKey.clear();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import { pino, type Logger } from "pino";
+
+/**
+ * Paths the logger itself censors, so that no caller has to remember: credentials in requests,
+ * headers and errors. Anything that might hold a key or token is listed here.
+ */
+export const REDACT_PATHS = [
+  "credential",
+  "secret",
+  "password",
+  "token",
+  "access_token",
+  "authorization",
+  "*.credential",
+  "*.secret",
+  "*.password",
+  "*.token",
+  "*.access_token",
+  "*.authorization",
+  "*.apiKey",
+  "headers.authorization",
+  'headers["x-api-key"]',
+  "req.headers.authorization",
+  'req.headers["x-api-key"]',
+  "config.pepper",
+  "config.databaseUrl",
+];
+
+/** Anything shaped like one of our keys or a JWT, wherever it appears in a string. */
+const SECRET_SHAPES = /\b[a-z][a-z0-9]*(?:_[a-z0-9]+)*_[0-9A-Za-z]{16}_[0-9A-Za-z]{40,}\b|\beyJ[\w-]+\.[\w-]+\.[\w-]*/g;
+
+/** Replaces key- and token-shaped substrings, for free text such as error messages. */
+export function scrubSecrets(text: string): string {
+  return text.replace(SECRET_SHAPES, "[redacted]");
+}
+
+/** Creates the process logger: JSON lines, with credentials removed by the logger itself. */
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: "tollgate" },
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+      formatters: { level: (label) => ({ level: label }) },
+      hooks: {
+        logMethod(args, method) {
+          // Scrub free-text messages too: an error message may quote what a client sent.
+          const scrubbed = args.map((a) => (typeof a === "string" ? scrubSecrets(a) : a));
+          method.apply(this, scrubbed as Parameters<typeof method>);
+        },
+      },
+      serializers: {
+        err: (err: Error) => ({ type: err?.name, message: scrubSecrets(String(err?.message ?? err)), stack: err?.stack && scrubSecrets(err.stack) }),
+      },
+    },
+    destination as pino.DestinationStream | undefined,
+  );
+}
+
+export type { Logger };

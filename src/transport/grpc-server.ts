@@ -1,0 +1,146 @@
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createHandlerContext, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { StatusSchema } from "../gen/google/rpc/status_pb.js";
+import { toConnectError } from "./errors.js";
+
+type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
+type AnyCall = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
+
+const passthrough = (b: Buffer) => b;
+
+/**
+ * Mounts a connect `ServiceImpl` on a `@grpc/grpc-js` server, so each service is written once
+ * and served by both the fast grpc-js listener and connect-node. Messages are (de)serialized here
+ * with the generated schema; an undecodable request is INVALID_ARGUMENT (grpc-js would say INTERNAL);
+ * errors carry `grpc-status-details-bin` (google.rpc.Status with the same details connect sends).
+ */
+export function mountOnGrpc<S extends DescService>(server: grpc.Server, service: S, impl: ServiceImpl<S>, shutdownSignal?: AbortSignal): void {
+  const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  const handlers: grpc.UntypedServiceImplementation = {};
+  const impls = impl as unknown as Record<string, AnyImpl>;
+  for (const method of service.methods) {
+    const fn = impls[method.localName];
+    if (!fn) continue;
+    const clientStreams = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
+    const serverStreams = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      requestStream: clientStreams,
+      responseStream: serverStreams,
+      requestSerialize: passthrough,
+      requestDeserialize: passthrough,
+      responseSerialize: passthrough,
+      responseDeserialize: passthrough,
+      originalName: method.localName,
+    };
+    const bind = { service, method, fn, shutdownSignal };
+    handlers[method.localName] = method.methodKind === "unary" ? unaryHandler(bind) : method.methodKind === "client_streaming" ? clientStreamingUnsupported : streamHandler(bind);
+  }
+  server.addService(definition as grpc.ServiceDefinition, handlers);
+}
+
+interface Bound {
+  service: DescService;
+  method: DescMethod;
+  fn: AnyImpl;
+  shutdownSignal: AbortSignal | undefined;
+}
+
+function contextFor(call: AnyCall, { service, method, shutdownSignal }: Bound) {
+  const headers: [string, string][] = [];
+  for (const [name, value] of Object.entries(call.metadata.getMap())) {
+    headers.push([name, typeof value === "string" ? value : Buffer.from(value).toString("base64")]);
+  }
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  const ctx = createHandlerContext({
+    service,
+    method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: `/${service.typeName}/${method.name}`,
+    timeoutMs: Number.isFinite(deadlineMs) ? Math.max(deadlineMs - Date.now(), 0) : undefined,
+    requestHeader: headers,
+    ...(shutdownSignal ? { shutdownSignal } : {}),
+  });
+  (call as NodeJS.EventEmitter).once("cancelled", () => ctx.abort());
+  return ctx;
+}
+
+function decode(schema: DescMessage, bytes: Buffer): unknown {
+  try {
+    return fromBinary(schema, bytes);
+  } catch {
+    throw new ConnectError("the request message could not be decoded", Code.InvalidArgument);
+  }
+}
+
+function encode(schema: DescMessage, value: unknown): Buffer {
+  const message = isMessage(value, schema) ? value : create(schema, value as never);
+  const bytes = toBinary(schema, message);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function toMetadata(headers: Headers): grpc.Metadata {
+  const md = new grpc.Metadata();
+  headers.forEach((value, name) => md.set(name, value));
+  return md;
+}
+
+/** The grpc-js form of an error: code, message, and google.rpc.Status in `grpc-status-details-bin`. */
+function serviceError(err: unknown, ctx: HandlerContext): Partial<grpc.StatusObject> {
+  const ce = toConnectError(err);
+  const metadata = toMetadata(ctx.responseTrailer);
+  const details = ce.details.map((d) => ("desc" in d ? anyPack(d.desc, create(d.desc, d.value)) : { $typeName: "google.protobuf.Any" as const, typeUrl: `type.googleapis.com/${d.type}`, value: d.value }));
+  if (details.length > 0) {
+    metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, create(StatusSchema, { code: ce.code, message: ce.rawMessage, details }))));
+  }
+  return { code: ce.code as number as grpc.status, details: ce.rawMessage, metadata };
+}
+
+function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
+  return (call, callback) => {
+    const ctx = contextFor(call, bound);
+    Promise.resolve()
+      .then(() => bound.fn(decode(bound.method.input, call.request), ctx))
+      .then(
+        (res) => {
+          const bytes = encode(bound.method.output, res);
+          call.sendMetadata(toMetadata(ctx.responseHeader));
+          callback(null, bytes, toMetadata(ctx.responseTrailer));
+        },
+        (err: unknown) => callback(serviceError(err, ctx)),
+      );
+  };
+}
+
+async function* decodeStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, schema: DescMessage): AsyncIterable<unknown> {
+  for await (const chunk of call as AsyncIterable<Buffer>) yield decode(schema, chunk);
+}
+
+function streamHandler(bound: Bound) {
+  return (call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>) => {
+    const ctx = contextFor(call, bound);
+    const input = bound.method.methodKind === "bidi_streaming" ? decodeStream(call as grpc.ServerDuplexStream<Buffer, Buffer>, bound.method.input) : decode(bound.method.input, (call as grpc.ServerWritableStream<Buffer, Buffer>).request);
+    (async () => {
+      let headersSent = false;
+      for await (const res of bound.fn(input, ctx) as AsyncIterable<unknown>) {
+        if (call.cancelled) return;
+        if (!headersSent) {
+          call.sendMetadata(toMetadata(ctx.responseHeader));
+          headersSent = true;
+        }
+        if (!call.write(encode(bound.method.output, res))) await new Promise((resolve) => call.once("drain", resolve));
+      }
+      call.end(toMetadata(ctx.responseTrailer));
+    })().catch((err: unknown) => {
+      if (!call.cancelled) call.emit("error", serviceError(err, ctx));
+    });
+  };
+}
+
+const clientStreamingUnsupported: grpc.handleClientStreamingCall<Buffer, Buffer> = (_call, callback) => {
+  callback({ code: grpc.status.UNIMPLEMENTED, details: "client streaming is not served on this listener" });
+};

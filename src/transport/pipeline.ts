@@ -1,0 +1,93 @@
+import { randomUUID } from "node:crypto";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { unavailable } from "../domain/errors.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import { toConnectError } from "./errors.js";
+
+export interface PipelineDeps {
+  logger: Logger;
+  metrics: Metrics;
+  /** Leave this much of the caller's deadline to send the answer. */
+  deadlineMarginMs?: number;
+}
+
+type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
+
+/**
+ * Wraps every method of a service with, in this order (outermost first):
+ *   1. request id   — taken from `x-request-id` or generated, echoed in the response header;
+ *   2. log + metrics — observe the *final* mapped status code, so they see what the client sees;
+ *   3. error mapping — domain errors → gRPC code + ErrorInfo/BadRequest details (one place);
+ *   4. deadline     — unary work still running near the caller's deadline is answered UNAVAILABLE,
+ *                     so the client (Envoy's status_on_error, say) gets a typed answer in time.
+ * The result is a plain connect `ServiceImpl`, mounted unchanged on every transport.
+ */
+export function instrument<S extends DescService>(service: S, impl: ServiceImpl<S>, deps: PipelineDeps): ServiceImpl<S> {
+  const wrapped: Record<string, AnyImpl> = {};
+  const impls = impl as unknown as Record<string, AnyImpl>;
+  for (const method of service.methods) {
+    const fn = impls[method.localName];
+    if (!fn) continue;
+    wrapped[method.localName] = method.methodKind === "unary" ? wrapUnary(service, method, fn, deps) : wrapStream(service, method, fn, deps);
+  }
+  return wrapped as unknown as ServiceImpl<S>;
+}
+
+function begin(service: DescService, method: DescMethod, ctx: HandlerContext, deps: PipelineDeps) {
+  const requestId = ctx.requestHeader.get("x-request-id")?.slice(0, 128) || randomUUID();
+  ctx.responseHeader.set("x-request-id", requestId);
+  const started = performance.now();
+  return (err?: unknown) => {
+    const seconds = (performance.now() - started) / 1000;
+    const code = err === undefined ? "OK" : Code[toConnectError(err).code];
+    deps.metrics.rpcTotal.inc({ service: service.typeName, method: method.name, code });
+    deps.metrics.rpcDuration.observe({ service: service.typeName, method: method.name }, seconds);
+    const line = { rpc: `${service.typeName}/${method.name}`, code, ms: Math.round(seconds * 1e5) / 100, requestId, protocol: ctx.protocolName };
+    if (err === undefined) deps.logger.info(line, "rpc");
+    else {
+      const mapped = toConnectError(err);
+      const level = mapped.code === Code.Internal ? "error" : mapped.code === Code.Unavailable ? "warn" : "info";
+      deps.logger[level]({ ...line, reason: mapped.rawMessage, err: mapped.cause instanceof Error ? mapped.cause : undefined }, "rpc");
+    }
+  };
+}
+
+function withDeadline<T>(work: Promise<T>, ctx: HandlerContext, marginMs: number): Promise<T> {
+  const timeoutMs = ctx.timeoutMs();
+  if (timeoutMs === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(unavailable("DEADLINE_NEAR", "a dependency did not answer within the call's deadline")), Math.max(timeoutMs - marginMs, 1));
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+function wrapUnary(service: DescService, method: DescMethod, fn: AnyImpl, deps: PipelineDeps): AnyImpl {
+  const margin = deps.deadlineMarginMs ?? 5;
+  return async (req, ctx) => {
+    const end = begin(service, method, ctx, deps);
+    try {
+      const res = await withDeadline(Promise.resolve(fn(req, ctx)), ctx, margin);
+      end();
+      return res;
+    } catch (err) {
+      end(err);
+      throw toConnectError(err);
+    }
+  };
+}
+
+function wrapStream(service: DescService, method: DescMethod, fn: AnyImpl, deps: PipelineDeps): AnyImpl {
+  return async function* (input, ctx) {
+    const end = begin(service, method, ctx, deps);
+    try {
+      yield* fn(input, ctx) as AsyncIterable<unknown>;
+      end();
+    } catch (err) {
+      end(err);
+      throw toConnectError(err);
+    }
+  };
+}
