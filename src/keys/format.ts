@@ -73,8 +73,8 @@ export function generateKey(prefix: string, keyId: string = newKeyId()): ParsedK
  */
 export function unwrapCredential(raw: string): string {
   const trimmed = raw.trim();
-  const match = /^bearer\s+(.*)$/is.exec(trimmed);
-  return (match ? match[1]! : trimmed).trim();
+  const match = /^bearer(?:\s+(.*))?$/is.exec(trimmed);
+  return (match ? (match[1] ?? "") : trimmed).trim();
 }
 
 /** Parses a key string; undefined when it is not a well-formed v1 key with a valid checksum. */

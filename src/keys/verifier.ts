@@ -39,6 +39,12 @@ interface Verified {
 /** The API-key verifier with its caches. Create one per process. */
 export interface KeyVerifier {
   verify(rawCredential: string, clientIp: string): Promise<Verification>;
+  /**
+   * The current row of a key by id, for callers that authenticated the key themselves (Authorize
+   * or ConsumeQuota with `key_id`). Cached for `ttlMs`, evicted by the same invalidations;
+   * undefined for an unknown id. Throws UNAVAILABLE when the store is down and nothing is cached.
+   */
+  lookup(keyId: string): Promise<KeyRecord | undefined>;
   /** Forget everything cached about one key (called on NOTIFY). */
   invalidate(keyId: string): void;
   /** Forget everything (called when notifications may have been missed). */
@@ -59,6 +65,7 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
   const failures = new TtlCache<string, number>(deps.maxEntries, deps.now);
   const flights = new SingleFlight<string, Verification>();
   const refreshes = new SingleFlight<string, KeyRecord | undefined>();
+  const byId = new TtlCache<string, { key: KeyRecord | undefined; loadedAt: number }>(deps.maxEntries, deps.now);
   // Bumped on invalidation, so that work started before a change cannot cache pre-change data.
   const generations = new Map<string, number>();
   const generationOf = (keyId: string) => generations.get(keyId) ?? 0;
@@ -142,7 +149,21 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
       deps.onCache?.("miss");
       return fullVerify(parsed, digest, clientIp);
     },
+    async lookup(keyId) {
+      const entry = byId.get(keyId);
+      if (entry && deps.now() - entry.loadedAt < deps.ttlMs) return entry.key;
+      const generation = generationOf(keyId);
+      try {
+        const key = await refreshes.run(keyId, () => deps.loadKey(keyId));
+        if (generation === generationOf(keyId)) byId.set(keyId, { key, loadedAt: deps.now() }, key ? hardTtl : deps.negativeTtlMs);
+        return key;
+      } catch (err) {
+        if (entry) return entry.key; // still inside the stale window (the cache's own expiry)
+        throw err;
+      }
+    },
     invalidate(keyId) {
+      byId.delete(keyId);
       generations.set(keyId, generationOf(keyId) + 1);
       unknownIds.delete(keyId);
       for (const digest of digestsByKey.get(keyId) ?? []) verified.delete(digest);
@@ -151,6 +172,7 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
     invalidateAll() {
       for (const keyId of digestsByKey.keys()) generations.set(keyId, generationOf(keyId) + 1);
       verified.clear();
+      byId.clear();
       unknownIds.clear();
       digestsByKey.clear();
     },
