@@ -128,7 +128,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
-    [Health, createHealthService(health)],
+    // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
+    [Health, instrument(Health, createHealthService(health), pipeline)],
     [ReflectionV1, reflection.v1],
     [ReflectionV1alpha, reflection.v1alpha],
   ];

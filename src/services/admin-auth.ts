@@ -3,6 +3,7 @@ import { permissionDenied, unauthenticated } from "../domain/errors.js";
 import { ADMIN_PERMISSION, CROSS_TENANT_PERMISSION, type AdminCaller } from "../keys/key-admin.js";
 import type { KeyVerifier } from "../keys/verifier.js";
 import { MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
+import { peerAddress } from "../transport/peer.js";
 
 /** Turns the `authorization` header of an admin call into a proven admin caller, or throws. */
 export type AdminAuthenticator = (ctx: HandlerContext) => Promise<AdminCaller>;
@@ -17,7 +18,9 @@ export function createAdminAuthenticator(verifier: KeyVerifier): AdminAuthentica
     const header = ctx.requestHeader.get("authorization") ?? "";
     if (header.length > MAX_CREDENTIAL_LENGTH) throw unauthenticated("MALFORMED_CREDENTIAL", "the authorization header is too long");
     if (header.trim() === "") throw unauthenticated("MISSING_CREDENTIAL", "admin calls need `authorization: Bearer <admin key>`");
-    const { code, key } = await verifier.verify(header, "");
+    // An admin key with an IP allowlist is checked against the connection's remote address.
+    const { code, key } = await verifier.verify(header, peerAddress(ctx));
+    if (code === "IP_NOT_ALLOWED") throw permissionDenied("IP_NOT_ALLOWED", "this admin key may not be used from this address");
     if (code !== "VALID" || !key) {
       // Wrong, unknown, revoked and expired admin keys all look alike to a caller without the secret.
       const reason = code === "MALFORMED_CREDENTIAL" ? code : "INVALID_API_KEY";

@@ -1,9 +1,10 @@
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createHandlerContext, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { toConnectError } from "./errors.js";
+import { addressFromGrpcPeer, peerAddressKey } from "./peer.js";
 
 type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
 type AnyCall = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -63,6 +64,7 @@ function contextFor(call: AnyCall, { service, method, shutdownSignal }: Bound) {
     url: `/${service.typeName}/${method.name}`,
     timeoutMs: Number.isFinite(deadlineMs) ? Math.max(deadlineMs - Date.now(), 0) : undefined,
     requestHeader: headers,
+    contextValues: createContextValues().set(peerAddressKey, addressFromGrpcPeer(call.getPeer())),
     ...(shutdownSignal ? { shutdownSignal } : {}),
   });
   (call as NodeJS.EventEmitter).once("cancelled", () => ctx.abort());

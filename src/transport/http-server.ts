@@ -4,7 +4,9 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
+import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { peerAddressKey } from "./peer.js";
 
 /** A plain HTTP route served beside the RPCs (health probes, metrics, JWKS, ...). */
 export type HttpRoute = (req: RouteRequest, res: RouteResponse) => void | Promise<void>;
@@ -46,6 +48,7 @@ export function createHttpServer(options: HttpServerOptions): net.Server {
       for (const [service, impl] of options.services) router.service(service, impl as never);
     },
     ...(options.shutdownSignal ? { shutdownSignal: options.shutdownSignal } : {}),
+    contextValues: (req) => createContextValues().set(peerAddressKey, (req.socket as { remoteAddress?: string } | undefined)?.remoteAddress ?? ""),
     fallback(req, res) {
       const path = (req.url ?? "/").split("?")[0]!;
       const route = options.routes[path];
