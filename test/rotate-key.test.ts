@@ -120,11 +120,17 @@ describe("RotateKey, self-service", () => {
     expect(c?.quotaSubject).toBe(a?.quotaSubject);
   });
 
-  it("answers a revoked key with KEY_REVOKED, and revoking the old key during grace leaves the successor working", async () => {
+  it("answers a revoked key with KEY_REVOKED and an expired one with KEY_EXPIRED; revoking the old key during grace leaves the successor working", async () => {
     const revoked = await seedKey(app, { tenantId: "acme" });
     const admin = await seedKey(app, { tenantId: "acme", admin: "tenant" });
     await keys.revokeKey({ keyId: revoked.key.keyId, reason: "leaked" }, asAdmin(admin.secret));
     expect(await rpcFailure(auth.rotateKey({ credential: revoked.secret }))).toMatchObject({ code: RpcCode.FailedPrecondition, reason: "KEY_REVOKED" });
+
+    const expiring = await seedKey(app, { tenantId: "acme", expiresAt: new Date(clock + HOUR) });
+    clock += 2 * HOUR;
+    expect(await rpcFailure(auth.rotateKey({ credential: expiring.secret }))).toMatchObject({ code: RpcCode.FailedPrecondition, reason: "KEY_EXPIRED" });
+    expect(await rpcFailure(auth.rotateKey({ keyId: expiring.key.keyId }, asAdmin(admin.secret)))).toMatchObject({ reason: "KEY_EXPIRED" });
+    clock = Date.now();
 
     const { key, secret } = await seedKey(app, { tenantId: "acme" });
     const res = await auth.rotateKey({ credential: secret, gracePeriod: grace(HOUR) });
