@@ -71,6 +71,7 @@ export function createKeyRotator(deps: KeyRotatorDeps) {
         if (!key || (!caller.root && key.tenantId !== caller.tenantId)) throw notFound("key", keyId);
         const nowMs = deps.now();
         checkRotatable(key, nowMs);
+        // Hashed under the lock (~20 ms of argon2): losers of a race wait and fail without burning CPU.
         const generated = generateKey(key.prefix, newKeyId());
         const secretHash = await deps.hasher.hash(generated.secret);
         const rows = await rotationRepo.insertSuccessor(tx, key, {
