@@ -14,6 +14,10 @@ import { listenForInvalidations, type InvalidationListener } from "./store/notif
 import { createHasher } from "./keys/hasher.js";
 import { createKeyVerifier, type KeyVerifier } from "./keys/verifier.js";
 import { createKeyAdmin } from "./keys/key-admin.js";
+import { createKeyRotator } from "./keys/key-rotation.js";
+import { createRotationPolicies } from "./keys/rotation-policy.js";
+import { rotationRepo } from "./store/rotation-repo.js";
+import { createRotateKeyHandler } from "./services/rotate-key.js";
 import { createAdminAuthenticator } from "./services/admin-auth.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createKeyService } from "./services/key-service.js";
@@ -108,14 +112,25 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onCache: (result) => metrics.keyCache.inc({ result }),
   });
 
+  const rotationPolicies = createRotationPolicies({
+    load: () => rotationRepo.listPolicies(pool),
+    refreshMs: config.rotation.policyRefreshMs,
+    onError: (err) => logger.warn({ err }, "reloading rotation policies failed"),
+  });
+  await rotationPolicies.reload();
+
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
     logger,
     onMessage: (payload) => {
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
+      else if (payload.startsWith("rotation_policy:")) void rotationPolicies.reload();
     },
-    onReset: () => verifier.invalidateAll(),
+    onReset: () => {
+      verifier.invalidateAll();
+      void rotationPolicies.reload();
+    },
   });
 
   const adminAuth = createAdminAuthenticator(verifier);
@@ -124,8 +139,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
+  const rotateKey = createRotateKeyHandler({
+    rotator: createKeyRotator({ pool, hasher, now, onRotated: (keyId) => verifier.invalidate(keyId) }),
+    verifier, adminAuth,
+    defaultGraceMs: config.rotation.defaultGraceSeconds * 1000,
+    maxGraceMs: config.rotation.maxGraceSeconds * 1000,
+  });
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
@@ -172,6 +193,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   let stopping: Promise<void> | undefined;
   async function stop(): Promise<void> {
     clearInterval(probeTimer);
+    rotationPolicies.stop();
     ready = false;
     health.set("", Serving.NOT_SERVING);
     await new Promise<void>((resolve) => {

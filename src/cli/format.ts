@@ -16,6 +16,8 @@ export function keyJson(key: KeyRecord): Record<string, unknown> {
 
 /** One line per key for humans. */
 export function keyLine(key: KeyRecord): string {
-  const state = key.revokedAt ? "revoked" : key.expiresAt && key.expiresAt.getTime() <= Date.now() ? "expired" : "active";
+  const now = Date.now();
+  const ended = (d: Date | null) => d !== null && d.getTime() <= now;
+  const state = key.revokedAt ? "revoked" : ended(key.expiresAt) || ended(key.graceExpiresAt) ? "expired" : key.successorKeyId ? "rotating" : "active";
   return [key.keyId, key.tenantId, key.environment, `${key.prefix}_…${key.hint}`, key.plan, state, key.name].join("\t");
 }

@@ -9,6 +9,7 @@ import { migrate } from "../store/migrate.js";
 import { tenantsRepo } from "../store/tenants-repo.js";
 import { openCliDatabase, type CliDatabase } from "./database.js";
 import { keyJson, keyLine, parseDuration } from "./format.js";
+import { listRotationDueCommand, rotateKeyCommand, rotationPolicyCommand, type RotationCliDeps } from "./rotation.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -22,6 +23,10 @@ usage:
   tollgate keys list --tenant T [--include-revoked] [--limit N] [--json]
   tollgate keys get <key-id> [--json]
   tollgate keys revoke <key-id> [--reason R] [--json]
+  tollgate keys rotate <key-id> [--grace 24h|0] [--json]
+  tollgate keys list --rotation-due [--tenant T] [--limit N] [--json]
+  tollgate rotation-policy set --max-age 90d [--tenant T] [--plan P]
+  tollgate rotation-policy list [--json]
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -32,6 +37,7 @@ const OPTIONS = {
   prefix: { type: "string" }, permissions: { type: "string" }, roles: { type: "string" }, plan: { type: "string" },
   "expires-in": { type: "string" }, ip: { type: "string" }, owner: { type: "string" }, json: { type: "boolean" },
   "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, help: { type: "boolean", short: "h" },
+  grace: { type: "string" }, "rotation-due": { type: "boolean" }, "max-age": { type: "string" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -72,7 +78,10 @@ async function keysCommand(db: CliDatabase, config: Config, sub: string | undefi
   switch (sub) {
     case "create":
       return createKey(db, config, v);
+    case "rotate":
+      return rotateKeyCommand(rotationDeps(db, config), args[0], v);
     case "list": {
+      if (v["rotation-due"]) return listRotationDueCommand(rotationDeps(db, config), v);
       if (!v.tenant) throw new UsageError("--tenant is required");
       const page = await admin.listKeys(cliCaller(), v.tenant, Number(v.limit ?? 500), undefined, v["include-revoked"] ?? false);
       if (v.json) console.log(JSON.stringify(page.keys.map(keyJson)));
@@ -89,6 +98,8 @@ async function keysCommand(db: CliDatabase, config: Config, sub: string | undefi
       throw new UsageError(`unknown keys command "${sub ?? ""}"`);
   }
 }
+
+const rotationDeps = (db: CliDatabase, config: Config): RotationCliDeps => ({ db, config, caller: cliCaller(), usage: (m) => new UsageError(m) });
 
 /** Runs the CLI; returns the process exit code. */
 export async function runCli(argv: string[]): Promise<number> {
@@ -118,10 +129,11 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "rotation-policy"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
+    else if (group === "rotation-policy") await rotationPolicyCommand(rotationDeps(db, config), sub, values);
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);

@@ -38,6 +38,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** Default key prefix per environment. */
   prefixes: { live: string; test: string };
+  /** Key rotation: default and largest grace period, and how often replicas re-read rotation policies. */
+  rotation: { defaultGraceSeconds: number; maxGraceSeconds: number; policyRefreshMs: number };
 }
 
 /** A configuration problem, listing every bad variable at once. */
@@ -108,10 +110,18 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       live: str("TOLLGATE_PREFIX_LIVE", "sk_live"),
       test: str("TOLLGATE_PREFIX_TEST", "sk_test"),
     },
+    rotation: {
+      defaultGraceSeconds: int("TOLLGATE_ROTATION_DEFAULT_GRACE_SECONDS", 86_400, 0, 31_536_000),
+      maxGraceSeconds: int("TOLLGATE_ROTATION_MAX_GRACE_SECONDS", 30 * 86_400, 0, 31_536_000),
+      policyRefreshMs: int("TOLLGATE_ROTATION_POLICY_REFRESH_MS", 60_000, 1_000, 3_600_000),
+    },
     ...overrides,
   };
   for (const [env_, prefix] of Object.entries(config.prefixes)) {
     if (!PREFIX_PATTERN.test(prefix)) problems.push(`key prefix for ${env_} must match ${PREFIX_PATTERN}, got "${prefix}"`);
+  }
+  if (config.rotation.defaultGraceSeconds > config.rotation.maxGraceSeconds) {
+    problems.push("TOLLGATE_ROTATION_DEFAULT_GRACE_SECONDS must not exceed TOLLGATE_ROTATION_MAX_GRACE_SECONDS");
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -19,6 +19,11 @@ export interface KeyRecord {
   predecessorKeyId: string | null;
   successorKeyId: string | null;
   graceExpiresAt: Date | null;
+  /**
+   * The identity quota and rate-limit counters key on: the key id of the first key of a rotation
+   * lineage, copied to every successor, so that an old key in grace and its successor share counters.
+   */
+  quotaSubject: string;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -2,6 +2,7 @@ import { Code as RpcCode, ConnectError, type ServiceImpl } from "@connectrpc/con
 import { Violations } from "../domain/errors.js";
 import type { KeyVerifier } from "../keys/verifier.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
+import type { KeyRecord } from "../domain/key.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
 
@@ -9,6 +10,10 @@ export interface AuthServiceDeps {
   verifier: KeyVerifier;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
+  /** RotateKey (src/services/rotate-key.ts); UNIMPLEMENTED when absent. */
+  rotateKey?: ServiceImpl<typeof AuthService>["rotateKey"];
+  /** The strictest maximum age (ms) for a key, for `rotation_due`; none when absent. */
+  maxKeyAgeMs?: (key: KeyRecord) => number | undefined;
 }
 
 const notYet = (rpc: string) => () => {
@@ -34,7 +39,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         valid,
         code: codeOf(code),
         // The principal is returned whenever the secret was proven, so callers can say *which* key expired.
-        principal: key ? principalFromKey(key, deps.now()) : undefined,
+        principal: key ? principalFromKey(key, deps.now(), deps.maxKeyAgeMs?.(key)) : undefined,
         message: AUTH_MESSAGES[code] ?? "",
         clientResponse: valid ? undefined : clientResponseFor(code, AUTH_MESSAGES[code] ?? ""),
       };
@@ -42,6 +47,6 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     authorize: notYet("Authorize"),
     consumeQuota: notYet("ConsumeQuota"),
     issueToken: notYet("IssueToken"),
-    rotateKey: notYet("RotateKey"),
+    rotateKey: deps.rotateKey ?? notYet("RotateKey"),
   };
 }

@@ -4,6 +4,7 @@ import type { KeyRecord } from "../domain/key.js";
 import { CredentialType, PrincipalSchema, ClientResponseSchema, type Principal, type ClientResponse } from "../gen/tollgate/v1/common_pb.js";
 import { ApiKeySchema, type ApiKey } from "../gen/tollgate/v1/key_pb.js";
 import { Code } from "../gen/tollgate/v1/code_pb.js";
+import { isRotationDue } from "../keys/rotation-policy.js";
 
 /** Optional Date → optional Timestamp. */
 export function ts(date: Date | null | undefined): Timestamp | undefined {
@@ -36,8 +37,12 @@ export function keyToProto(key: KeyRecord): ApiKey {
   });
 }
 
-/** The principal behind a proven API key. */
-export function principalFromKey(key: KeyRecord, nowMs: number): Principal {
+/**
+ * The principal behind a proven API key. `rotation_pending` is set while the key is inside its
+ * rotation grace period; `rotation_due` when `maxAgeMs` (the strictest rotation policy for the key)
+ * is given and the key, not yet rotated, is at least that old.
+ */
+export function principalFromKey(key: KeyRecord, nowMs: number, maxAgeMs?: number): Principal {
   const inGrace = key.graceExpiresAt !== null && key.graceExpiresAt.getTime() > nowMs;
   return create(PrincipalSchema, {
     keyId: key.keyId,
@@ -54,6 +59,7 @@ export function principalFromKey(key: KeyRecord, nowMs: number): Principal {
     rotationPending: inGrace,
     successorKeyId: key.successorKeyId ?? "",
     graceExpiresAt: ts(key.graceExpiresAt),
+    rotationDue: isRotationDue(key, nowMs, maxAgeMs),
   });
 }
 

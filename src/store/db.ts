@@ -35,6 +35,14 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
   const client = await pool.connect().catch((err: unknown) => {
     throw mapDbError(err);
   });
+  // A checked-out client has no pool listener: a connection dying while we hold it (even between
+  // statements) would emit an unhandled 'error' and crash the process. The failure still reaches
+  // us through the next statement; the dead client is then discarded instead of pooled.
+  let broken = false;
+  const onError = () => {
+    broken = true;
+  };
+  client.on("error", onError);
   try {
     await client.query("BEGIN");
     const result = await fn(client);
@@ -44,7 +52,8 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
     await client.query("ROLLBACK").catch(() => undefined);
     throw mapDbError(err);
   } finally {
-    client.release();
+    client.removeListener("error", onError);
+    client.release(broken);
   }
 }
 

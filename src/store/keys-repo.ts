@@ -3,7 +3,8 @@ import type { Actor, KeyChanges, KeyRecord, NewKey } from "../domain/key.js";
 import { query, type Queryable } from "./db.js";
 import { appendAudit } from "./audit-repo.js";
 
-interface KeyRow {
+/** A row of `api_keys` as pg returns it (shared with the rotation repository). */
+export interface KeyRow {
   key_id: string;
   tenant_id: string;
   name: string;
@@ -23,13 +24,15 @@ interface KeyRow {
   predecessor_key_id: string | null;
   successor_key_id: string | null;
   grace_expires_at: Date | null;
+  quota_subject: string;
   created_at: Date;
   updated_at: Date;
 }
 
-const COLUMNS = `key_id, tenant_id, name, environment, prefix, secret_hash, hint, permissions, roles, plan,
+/** The columns every key query returns (the hash included: the verifier needs it). */
+export const COLUMNS = `key_id, tenant_id, name, environment, prefix, secret_hash, hint, permissions, roles, plan,
   metadata, expires_at, ip_allowlist, owner_id, revoked_at, revoked_reason, predecessor_key_id,
-  successor_key_id, grace_expires_at, created_at, updated_at`;
+  successor_key_id, grace_expires_at, quota_subject, created_at, updated_at`;
 
 /** Maps a row to the domain record. */
 export function toKeyRecord(r: KeyRow): KeyRecord {
@@ -53,6 +56,7 @@ export function toKeyRecord(r: KeyRow): KeyRecord {
     predecessorKeyId: r.predecessor_key_id,
     successorKeyId: r.successor_key_id,
     graceExpiresAt: r.grace_expires_at,
+    quotaSubject: r.quota_subject,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -17,6 +17,16 @@ export const file_tollgate_v1_rotate: GenFile = /*@__PURE__*/
   fileDesc("Chh0b2xsZ2F0ZS92MS9yb3RhdGUucHJvdG8SC3RvbGxnYXRlLnYxImcKEFJvdGF0ZUtleVJlcXVlc3QSEgoKY3JlZGVudGlhbBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSLwoMZ3JhY2VfcGVyaW9kGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIm8KEVJvdGF0ZUtleVJlc3BvbnNlEiQKB25ld19rZXkYASABKAsyEy50b2xsZ2F0ZS52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJEiQKB29sZF9rZXkYAyABKAsyEy50b2xsZ2F0ZS52MS5BcGlLZXliBnByb3RvMw", [file_google_protobuf_duration, file_tollgate_v1_key]);
 
 /**
+ * RotateKey creates a successor that copies everything of the old key (tenant, environment, prefix,
+ * permissions, roles, plan, metadata, expiry, IP allowlist, owner, and the quota subject its
+ * counters are kept under) and links the two both ways. The old key keeps working until the end of
+ * its grace period, reporting `rotation_pending` from Authenticate, then answers EXPIRED_API_KEY.
+ *
+ * Errors: INVALID_ARGUMENT for bad fields; UNAUTHENTICATED when the credential (or the admin key)
+ * is not valid; NOT_FOUND for an unknown key or one outside a tenant admin's tenant;
+ * FAILED_PRECONDITION `ALREADY_ROTATED` (metadata `successor_key_id`; rotate the successor instead),
+ * `KEY_REVOKED` or `KEY_EXPIRED`. Of concurrent rotations of one key exactly one succeeds.
+ *
  * @generated from message tollgate.v1.RotateKeyRequest
  */
 export type RotateKeyRequest = Message<"tollgate.v1.RotateKeyRequest"> & {
@@ -29,12 +39,15 @@ export type RotateKeyRequest = Message<"tollgate.v1.RotateKeyRequest"> & {
   credential: string;
 
   /**
+   * The key to rotate (admin), or empty / the credential's own key id (self-service).
+   *
    * @generated from field: string key_id = 2;
    */
   keyId: string;
 
   /**
-   * How long the old key stays valid; unset = the configured default, 0 = revoke now.
+   * How long the old key stays valid; unset = the configured default (24 h unless changed),
+   * 0 = it stops working now. Never negative, and never beyond the old key's own expiry.
    *
    * @generated from field: google.protobuf.Duration grace_period = 3;
    */
@@ -65,6 +78,8 @@ export type RotateKeyResponse = Message<"tollgate.v1.RotateKeyResponse"> & {
   secret: string;
 
   /**
+   * The old key, with successor_key_id and grace_expires_at set.
+   *
    * @generated from field: tollgate.v1.ApiKey old_key = 3;
    */
   oldKey?: ApiKey | undefined;
