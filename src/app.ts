@@ -31,6 +31,10 @@ import { KeyService, file_tollgate_v1_key_service } from "./gen/tollgate/v1/key_
 import { TenantService, file_tollgate_v1_tenant_service } from "./gen/tollgate/v1/tenant_service_pb.js";
 import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { createRoutes } from "./transport/routes.js";
+import { startTokens, type TokenParts } from "./tokens/setup.js";
+import { createSigningKeyService } from "./services/signing-key-service.js";
+import { createOAuthRoutes } from "./transport/oauth-routes.js";
+import { SigningKeyService, file_tollgate_v1_signing_key_service } from "./gen/tollgate/v1/signing_key_service_pb.js";
 
 /** A running Tollgate: its listeners, its parts (for tests and the CLI), and a graceful stop. */
 export interface App {
@@ -43,6 +47,8 @@ export interface App {
   metrics: Metrics;
   verifier: KeyVerifier;
   health: HealthStatus;
+  /** Signing keys, keyring, token issuer and verifier. */
+  tokens: TokenParts;
   stop(): Promise<void>;
 }
 
@@ -108,26 +114,32 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onCache: (result) => metrics.keyCache.inc({ result }),
   });
 
+  const tokens = await startTokens({ config, pool, logger, now, verifier });
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
     logger,
     onMessage: (payload) => {
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
+      else tokens.onInvalidation(payload);
     },
-    onReset: () => verifier.invalidateAll(),
+    onReset: () => {
+      verifier.invalidateAll();
+      tokens.onReset();
+    },
   });
 
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
+    [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],
     [Health, createHealthService(health)],
     [ReflectionV1, reflection.v1],
     [ReflectionV1alpha, reflection.v1alpha],
@@ -142,7 +154,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   );
 
   let ready = false;
-  const routes = createRoutes({ metrics, ready: () => ready });
+  const routes = { ...createRoutes({ metrics, ready: () => ready }), ...createOAuthRoutes({ tokens, keyring: tokens.keyring, config: config.tokens, logger }) };
   const httpServer = createHttpServer({ services, routes, shutdownSignal: shutdown.signal });
   const sockets = new Set<net.Socket>();
   httpServer.on("connection", (s: net.Socket) => {
@@ -171,6 +183,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   let stopping: Promise<void> | undefined;
   async function stop(): Promise<void> {
     clearInterval(probeTimer);
+    tokens.stop();
     ready = false;
     health.set("", Serving.NOT_SERVING);
     await new Promise<void>((resolve) => {
@@ -196,7 +209,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   return {
-    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health,
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health, tokens,
     stop: () => (stopping ??= stop()),
   };
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { parseMasterKey, parseTokenConfig, type TokenConfig } from "../tokens/token-config.js";
 
 /** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
 export interface Argon2Params {
@@ -38,6 +39,10 @@ export interface Config {
   shutdownGraceMs: number;
   /** Default key prefix per environment. */
   prefixes: { live: string; test: string };
+  /** 32-byte AES-256-GCM key for signing keys at rest; undefined = generated and kept in `dataDir`. */
+  masterKey: Buffer | undefined;
+  /** Access tokens: see src/tokens/token-config.ts. */
+  tokens: TokenConfig;
 }
 
 /** A configuration problem, listing every bad variable at once. */
@@ -108,6 +113,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       live: str("TOLLGATE_PREFIX_LIVE", "sk_live"),
       test: str("TOLLGATE_PREFIX_TEST", "sk_test"),
     },
+    masterKey: parseMasterKey(env.TOLLGATE_MASTER_KEY, problems),
+    tokens: parseTokenConfig(env, problems),
     ...overrides,
   };
   for (const [env_, prefix] of Object.entries(config.prefixes)) {
@@ -125,6 +132,7 @@ export function redactedConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     pepper: "[redacted]",
+    masterKey: config.masterKey ? "[redacted]" : undefined,
     databaseUrl: config.databaseUrl?.replace(/\/\/([^:@/]+)(:[^@/]*)?@/, "//$1:[redacted]@"),
   };
 }

@@ -4,9 +4,12 @@ import type { KeyVerifier } from "../keys/verifier.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
+import { authenticateAccessToken, isAccessToken, issueToken, type AccessTokens } from "./issue-token.js";
 
 export interface AuthServiceDeps {
   verifier: KeyVerifier;
+  /** Access tokens: issued by IssueToken, accepted by Authenticate. */
+  tokens: AccessTokens;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
 }
@@ -27,6 +30,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       checkCredential(v, "credential", req.credential);
       checkClientIp(v, "client_ip", req.clientIp);
       v.throwIfAny();
+      if (isAccessToken(req.credential)) return authenticateAccessToken(deps.tokens, req, deps);
       const { code, key } = await deps.verifier.verify(req.credential, req.clientIp);
       deps.onDecision?.("Authenticate", code);
       const valid = code === "VALID";
@@ -41,7 +45,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     },
     authorize: notYet("Authorize"),
     consumeQuota: notYet("ConsumeQuota"),
-    issueToken: notYet("IssueToken"),
+    issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: notYet("RotateKey"),
   };
 }

@@ -1,0 +1,81 @@
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from "jose";
+import type { KeyRecord } from "../domain/key.js";
+import { keyStatus } from "../keys/key-status.js";
+import { ACCESS_TOKEN_TYPE, SUBJECT_PREFIX, type AccessTokenClaims } from "./claims.js";
+import type { Keyring } from "./keyring.js";
+import { SIGNING_ALGORITHMS, type TokenConfig } from "./token-config.js";
+
+/** Every answer Authenticate gives for an access token. */
+export type TokenCode = "VALID" | "INVALID_ACCESS_TOKEN" | "EXPIRED_ACCESS_TOKEN" | "IP_NOT_ALLOWED";
+
+/** The outcome of verifying a token; `key` and `claims` are set once the signature and claims hold. */
+export interface TokenVerification {
+  code: TokenCode;
+  key?: KeyRecord;
+  claims?: AccessTokenClaims;
+}
+
+export interface TokenVerifierDeps {
+  keyring: Pick<Keyring, "verificationKey">;
+  /** The current row of the key a token was issued from (cached; evicted on change through NOTIFY). */
+  lookupKey(keyId: string): Promise<KeyRecord | undefined>;
+  config: TokenConfig;
+  now: () => number;
+}
+
+const INVALID: TokenVerification = { code: "INVALID_ACCESS_TOKEN" };
+
+/** Checks the claims jose does not know about; undefined when they are not ours. */
+function ourClaims(payload: JWTPayload): AccessTokenClaims | undefined {
+  const p = payload as Partial<Record<keyof AccessTokenClaims, unknown>>;
+  const strings = [p.client_id, p.scope, p.tenant, p.jti, p.sub].every((v) => typeof v === "string");
+  if (!strings || p.sub !== SUBJECT_PREFIX + String(p.client_id)) return undefined;
+  return payload as unknown as AccessTokenClaims;
+}
+
+/**
+ * Verifies access tokens against the in-memory keyring — no store round trip while the key row
+ * is cached. Checks, in order: the header (`alg` on the allow-list, so `none` and every HMAC are
+ * refused before any crypto; a kid published now, whose algorithm must equal the header's), the
+ * signature, `typ`, `iss`, `aud`, `exp`/`nbf` within the configured skew, our claims, and finally
+ * the key the token came from: a revoked, expired or deleted key kills its tokens.
+ */
+export function createTokenVerifier(deps: TokenVerifierDeps) {
+  const { config } = deps;
+  return {
+    async verify(token: string, clientIp: string): Promise<TokenVerification> {
+      let header;
+      try {
+        header = decodeProtectedHeader(token);
+      } catch {
+        return INVALID;
+      }
+      if (typeof header.kid !== "string" || !(SIGNING_ALGORITHMS as readonly unknown[]).includes(header.alg)) return INVALID;
+      const published = await deps.keyring.verificationKey(header.kid);
+      if (!published || published.algorithm !== header.alg) return INVALID;
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, published.key, {
+          algorithms: [published.algorithm],
+          typ: ACCESS_TOKEN_TYPE,
+          issuer: config.issuer,
+          audience: config.audiences,
+          clockTolerance: config.clockSkewSeconds,
+          currentDate: new Date(deps.now()),
+          requiredClaims: ["exp", "iat", "nbf", "jti", "sub"],
+        }));
+      } catch (err) {
+        return { code: err instanceof errors.JWTExpired ? "EXPIRED_ACCESS_TOKEN" : "INVALID_ACCESS_TOKEN" };
+      }
+      const claims = ourClaims(payload);
+      if (!claims) return INVALID;
+      const key = await deps.lookupKey(claims.client_id);
+      if (!key || key.tenantId !== claims.tenant) return INVALID;
+      const status = keyStatus(key, deps.now(), clientIp);
+      if (status === "IP_NOT_ALLOWED") return { code: status, key, claims };
+      return status === "VALID" ? { code: "VALID", key, claims } : INVALID;
+    },
+  };
+}
+
+export type TokenVerifier = ReturnType<typeof createTokenVerifier>;
