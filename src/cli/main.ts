@@ -9,6 +9,7 @@ import { migrate } from "../store/migrate.js";
 import { tenantsRepo } from "../store/tenants-repo.js";
 import { openCliDatabase, type CliDatabase } from "./database.js";
 import { keyJson, keyLine, parseDuration } from "./format.js";
+import { signingKeysCommand } from "./signing-keys.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -22,6 +23,8 @@ usage:
   tollgate keys list --tenant T [--include-revoked] [--limit N] [--json]
   tollgate keys get <key-id> [--json]
   tollgate keys revoke <key-id> [--reason R] [--json]
+  tollgate signing-keys list [--json]
+  tollgate signing-keys rotate [--alg EdDSA|ES256|RS256] [--json]
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -31,7 +34,7 @@ const OPTIONS = {
   admin: { type: "boolean" }, tenant: { type: "string" }, name: { type: "string" }, env: { type: "string" },
   prefix: { type: "string" }, permissions: { type: "string" }, roles: { type: "string" }, plan: { type: "string" },
   "expires-in": { type: "string" }, ip: { type: "string" }, owner: { type: "string" }, json: { type: "boolean" },
-  "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, help: { type: "boolean", short: "h" },
+  "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, alg: { type: "string" }, help: { type: "boolean", short: "h" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -118,10 +121,14 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "signing-keys"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
+    else if (group === "signing-keys") {
+      const problem = await signingKeysCommand(db, config, sub, { alg: values.alg, json: values.json, actor: cliCaller().actor });
+      if (problem) throw new UsageError(problem);
+    }
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);

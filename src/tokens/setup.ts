@@ -42,8 +42,8 @@ export interface TokenSetupDeps {
 export async function startTokens(deps: TokenSetupDeps): Promise<TokenParts> {
   const { config, pool, logger, now } = deps;
   const masterKey = await resolveMasterKey(config.masterKey, config.dataDir, (msg) => logger.warn(msg));
-  const signingKeys = createSigningKeys({ pool, masterKey, now, config: config.tokens });
-  await signingKeys.ensure();
+  const store = createSigningKeys({ pool, masterKey, now, config: config.tokens });
+  await store.ensure();
   const keyring = createKeyring({
     load: () => signingKeysRepo.listKeys(pool, new Date(now()), false),
     masterKey,
@@ -51,6 +51,12 @@ export async function startTokens(deps: TokenSetupDeps): Promise<TokenParts> {
     onError: (err, what) => logger.error({ err }, what),
   });
   await keyring.reload();
+  // A rotation made here is visible here when it returns; other replicas follow on the NOTIFY.
+  const signingKeys: SigningKeys = {
+    ...store,
+    rotate: (actor, algorithm) => store.rotate(actor, algorithm).then(async (r) => (await keyring.reload(), r)),
+    rotateIfDue: () => store.rotateIfDue().then(async (r) => (r && (await keyring.reload()), r)),
+  };
   const reload = () => void keyring.reload().catch((err: unknown) => logger.warn({ err }, "signing keys could not be reloaded"));
   const issuer = createTokenIssuer({ verifier: deps.verifier, keyring, config: config.tokens, now });
   const verifier = createTokenVerifier({ keyring, lookupKey: (keyId) => deps.verifier.lookup(keyId), config: config.tokens, now });
