@@ -18,6 +18,7 @@ export interface Signer {
   key: CryptoKey;
 }
 
+/** What a keyring needs: a loader over the store, the master key to open the active private key, and a clock. */
 export interface KeyringDeps {
   /** Reads every published signing key from the store. */
   load(): Promise<SigningKeyRecord[]>;

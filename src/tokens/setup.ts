@@ -14,6 +14,7 @@ const SIGNING_KEY_PAYLOAD = "signing-key:";
 /** How often the automatic rotation schedule looks whether the active key is due. */
 const SCHEDULE_CHECK_MS = 60_000;
 
+/** The access-token parts of one replica, as the composition root wires them. */
 export interface TokenParts {
   signingKeys: SigningKeys;
   keyring: Keyring;
@@ -26,6 +27,7 @@ export interface TokenParts {
   stop(): void;
 }
 
+/** The shared parts access tokens are built on; `verifier` proves API keys and looks key rows up. */
 export interface TokenSetupDeps {
   config: Config;
   pool: pg.Pool;

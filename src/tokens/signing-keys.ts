@@ -5,6 +5,7 @@ import { signingKeysRepo } from "../store/signing-keys-repo.js";
 import { generateSigningKey } from "./key-material.js";
 import type { SigningAlgorithm, TokenConfig } from "./token-config.js";
 
+/** The store, the master key new private keys are sealed with, the clock and the token settings. */
 export interface SigningKeysDeps {
   pool: pg.Pool;
   masterKey: Buffer;

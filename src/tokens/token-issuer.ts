@@ -29,6 +29,7 @@ export interface IssuedToken {
   audience: string;
 }
 
+/** The API-key verifier that proves the client, the keyring that signs, settings and clock. */
 export interface TokenIssuerDeps {
   verifier: Pick<KeyVerifier, "verify">;
   keyring: Pick<Keyring, "signer">;

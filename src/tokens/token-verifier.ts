@@ -17,6 +17,7 @@ export interface TokenVerification {
   claims?: AccessTokenClaims;
 }
 
+/** The keyring with the published keys, the key-row lookup, settings and clock. */
 export interface TokenVerifierDeps {
   keyring: Pick<Keyring, "verificationKey">;
   /** The current row of the key a token was issued from (cached; evicted on change through NOTIFY). */

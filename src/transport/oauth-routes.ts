@@ -10,6 +10,7 @@ import { splitScope } from "../tokens/claims.js";
 import { IssueTokenRequestSchema } from "../gen/tollgate/v1/token_pb.js";
 import type { HttpRoute, RouteRequest, RouteResponse } from "./http-server.js";
 
+/** The token parts the HTTP surface serves, its settings, and the logger for failures. */
 export interface OAuthRouteDeps {
   tokens: AccessTokens;
   keyring: Pick<Keyring, "jwks">;
