@@ -35,6 +35,10 @@ import { KeyService, file_tollgate_v1_key_service } from "./gen/tollgate/v1/key_
 import { TenantService, file_tollgate_v1_tenant_service } from "./gen/tollgate/v1/tenant_service_pb.js";
 import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { createRoutes } from "./transport/routes.js";
+import { startTokens, type TokenParts } from "./tokens/setup.js";
+import { createSigningKeyService } from "./services/signing-key-service.js";
+import { createOAuthRoutes } from "./transport/oauth-routes.js";
+import { SigningKeyService, file_tollgate_v1_signing_key_service } from "./gen/tollgate/v1/signing_key_service_pb.js";
 
 /** A running Tollgate: its listeners, its parts (for tests and the CLI), and a graceful stop. */
 export interface App {
@@ -47,6 +51,8 @@ export interface App {
   metrics: Metrics;
   verifier: KeyVerifier;
   health: HealthStatus;
+  /** Signing keys, keyring, token issuer and verifier. */
+  tokens: TokenParts;
   stop(): Promise<void>;
 }
 
@@ -119,6 +125,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   await rotationPolicies.reload();
 
+  const tokens = await startTokens({ config, pool, logger, now, verifier });
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
@@ -126,17 +133,19 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onMessage: (payload) => {
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
       else if (payload.startsWith("rotation_policy:")) void rotationPolicies.reload();
+      else tokens.onInvalidation(payload);
     },
     onReset: () => {
       verifier.invalidateAll();
       void rotationPolicies.reload();
+      tokens.onReset();
     },
   });
 
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const rotateKey = createRotateKeyHandler({
@@ -146,9 +155,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     maxGraceMs: config.rotation.maxGraceSeconds * 1000,
   });
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
+    [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
     [Health, instrument(Health, createHealthService(health), pipeline)],
     [ReflectionV1, reflection.v1],
@@ -164,7 +174,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   );
 
   let ready = false;
-  const routes = createRoutes({ metrics, ready: () => ready });
+  const routes = { ...createRoutes({ metrics, ready: () => ready }), ...createOAuthRoutes({ tokens, keyring: tokens.keyring, config: config.tokens, logger }) };
   const httpServer = createHttpServer({ services, routes, shutdownSignal: shutdown.signal });
   const sockets = new Set<net.Socket>();
   httpServer.on("connection", (s: net.Socket) => {
@@ -194,6 +204,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   async function stop(): Promise<void> {
     clearInterval(probeTimer);
     rotationPolicies.stop();
+    tokens.stop();
     ready = false;
     health.set("", Serving.NOT_SERVING);
     await new Promise<void>((resolve) => {
@@ -219,7 +230,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   return {
-    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health,
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health, tokens,
     stop: () => (stopping ??= stop()),
   };
 }

@@ -10,6 +10,7 @@ import { tenantsRepo } from "../store/tenants-repo.js";
 import { openCliDatabase, type CliDatabase } from "./database.js";
 import { keyJson, keyLine, parseDuration } from "./format.js";
 import { listRotationDueCommand, rotateKeyCommand, rotationPolicyCommand, type RotationCliDeps } from "./rotation.js";
+import { signingKeysCommand } from "./signing-keys.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -27,6 +28,8 @@ usage:
   tollgate keys list --rotation-due [--tenant T] [--limit N] [--json]
   tollgate rotation-policy set --max-age 90d [--tenant T] [--plan P]
   tollgate rotation-policy list [--json]
+  tollgate signing-keys list [--json]
+  tollgate signing-keys rotate [--alg EdDSA|ES256|RS256] [--json]
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -36,7 +39,7 @@ const OPTIONS = {
   admin: { type: "boolean" }, tenant: { type: "string" }, name: { type: "string" }, env: { type: "string" },
   prefix: { type: "string" }, permissions: { type: "string" }, roles: { type: "string" }, plan: { type: "string" },
   "expires-in": { type: "string" }, ip: { type: "string" }, owner: { type: "string" }, json: { type: "boolean" },
-  "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, help: { type: "boolean", short: "h" },
+  "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, alg: { type: "string" }, help: { type: "boolean", short: "h" },
   grace: { type: "string" }, "rotation-due": { type: "boolean" }, "max-age": { type: "string" },
 } as const;
 
@@ -129,11 +132,15 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants", "rotation-policy"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
     else if (group === "rotation-policy") await rotationPolicyCommand(rotationDeps(db, config), sub, values);
+    else if (group === "signing-keys") {
+      const problem = await signingKeysCommand(db, config, sub, { alg: values.alg, json: values.json, actor: cliCaller().actor });
+      if (problem) throw new UsageError(problem);
+    }
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { parseMasterKey, parseTokenConfig, type TokenConfig } from "../tokens/token-config.js";
 
 /** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
 export interface Argon2Params {
@@ -40,6 +41,10 @@ export interface Config {
   prefixes: { live: string; test: string };
   /** Key rotation: default and largest grace period, and how often replicas re-read rotation policies. */
   rotation: { defaultGraceSeconds: number; maxGraceSeconds: number; policyRefreshMs: number };
+  /** 32-byte AES-256-GCM key for signing keys at rest; undefined = generated and kept in `dataDir`. */
+  masterKey: Buffer | undefined;
+  /** Access tokens: see src/tokens/token-config.ts. */
+  tokens: TokenConfig;
 }
 
 /** A configuration problem, listing every bad variable at once. */
@@ -115,6 +120,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       maxGraceSeconds: int("TOLLGATE_ROTATION_MAX_GRACE_SECONDS", 30 * 86_400, 0, 31_536_000),
       policyRefreshMs: int("TOLLGATE_ROTATION_POLICY_REFRESH_MS", 60_000, 1_000, 3_600_000),
     },
+    masterKey: parseMasterKey(env.TOLLGATE_MASTER_KEY, problems),
+    tokens: parseTokenConfig(env, problems),
     ...overrides,
   };
   for (const [env_, prefix] of Object.entries(config.prefixes)) {
@@ -135,6 +142,7 @@ export function redactedConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     pepper: "[redacted]",
+    masterKey: config.masterKey ? "[redacted]" : undefined,
     databaseUrl: config.databaseUrl?.replace(/\/\/([^:@/]+)(:[^@/]*)?@/, "//$1:[redacted]@"),
   };
 }

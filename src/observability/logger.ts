@@ -23,6 +23,7 @@ export const REDACT_PATHS = [
   "req.headers.authorization",
   'req.headers["x-api-key"]',
   "config.pepper",
+  "config.masterKey",
   "config.databaseUrl",
 ];
 

@@ -5,9 +5,12 @@ import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import type { KeyRecord } from "../domain/key.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
+import { authenticateAccessToken, isAccessToken, issueToken, type AccessTokens } from "./issue-token.js";
 
 export interface AuthServiceDeps {
   verifier: KeyVerifier;
+  /** Access tokens: issued by IssueToken, accepted by Authenticate. */
+  tokens: AccessTokens;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
   /** RotateKey (src/services/rotate-key.ts); UNIMPLEMENTED when absent. */
@@ -32,6 +35,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       checkCredential(v, "credential", req.credential);
       checkClientIp(v, "client_ip", req.clientIp);
       v.throwIfAny();
+      if (isAccessToken(req.credential)) return authenticateAccessToken(deps.tokens, req, deps);
       const { code, key } = await deps.verifier.verify(req.credential, req.clientIp);
       deps.onDecision?.("Authenticate", code);
       const valid = code === "VALID";
@@ -46,7 +50,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     },
     authorize: notYet("Authorize"),
     consumeQuota: notYet("ConsumeQuota"),
-    issueToken: notYet("IssueToken"),
+    issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: deps.rotateKey ?? notYet("RotateKey"),
   };
 }

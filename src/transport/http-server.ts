@@ -16,6 +16,7 @@ export interface RouteRequest {
   method?: string | undefined;
   url?: string | undefined;
   headers: Record<string, string | string[] | undefined>;
+  socket?: { remoteAddress?: string | undefined } | null;
   [Symbol.asyncIterator](): AsyncIterator<Buffer | string>;
 }
 
@@ -29,7 +30,7 @@ export interface RouteResponse {
 export interface HttpServerOptions {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   services: Array<[DescService, ServiceImpl<any>]>;
-  /** Exact-path routes (`GET /healthz`); anything else is a JSON 404. */
+  /** Exact-path routes: `/healthz` serves GET and HEAD, `POST /oauth/token` only POST; anything else is a JSON 404. */
   routes: Record<string, HttpRoute>;
   shutdownSignal?: AbortSignal;
 }
@@ -51,8 +52,9 @@ export function createHttpServer(options: HttpServerOptions): net.Server {
     contextValues: (req) => createContextValues().set(peerAddressKey, (req.socket as { remoteAddress?: string } | undefined)?.remoteAddress ?? ""),
     fallback(req, res) {
       const path = (req.url ?? "/").split("?")[0]!;
-      const route = options.routes[path];
-      if (route && (req.method === "GET" || req.method === "HEAD")) {
+      // `POST /oauth/token` names one method; a bare path serves GET and HEAD.
+      const route = options.routes[`${req.method} ${path}`] ?? (req.method === "GET" || req.method === "HEAD" ? options.routes[path] : undefined);
+      if (route) {
         Promise.resolve(route(req as RouteRequest, res as unknown as RouteResponse)).catch(() => {
           if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
           res.end('{"error":"internal error"}');

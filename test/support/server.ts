@@ -21,6 +21,8 @@ export function testEnv(databaseUrl: string, extra: Record<string, string> = {})
     TOLLGATE_HTTP_PORT: "0",
     TOLLGATE_LOG_LEVEL: "silent",
     TOLLGATE_PEPPER: "test-pepper-test-pepper-test-pepper-0123",
+    // Shared by every replica of a test, so any of them can use the signing keys another created.
+    TOLLGATE_MASTER_KEY: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     TOLLGATE_SHUTDOWN_GRACE_MS: "500",
     ...extra,
   };

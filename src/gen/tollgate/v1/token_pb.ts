@@ -12,9 +12,13 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/token.proto.
  */
 export const file_tollgate_v1_token: GenFile = /*@__PURE__*/
-  fileDesc("Chd0b2xsZ2F0ZS92MS90b2tlbi5wcm90bxILdG9sbGdhdGUudjEicQoRSXNzdWVUb2tlblJlcXVlc3QSEgoKY3JlZGVudGlhbBgBIAEoCRIOCgZzY29wZXMYAiADKAkSJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGF1ZGllbmNlGAQgASgJIpEBChJJc3N1ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoAxIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVzY29wZRgFIAEoCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chd0b2xsZ2F0ZS92MS90b2tlbi5wcm90bxILdG9sbGdhdGUudjEihAEKEUlzc3VlVG9rZW5SZXF1ZXN0EhIKCmNyZWRlbnRpYWwYASABKAkSDgoGc2NvcGVzGAIgAygJEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghhdWRpZW5jZRgEIAEoCRIRCgljbGllbnRfaXAYBSABKAkikQEKEklzc3VlVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKdG9rZW5fdHlwZRgCIAEoCRISCgpleHBpcmVzX2luGAMgASgDEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXNjb3BlGAUgASgJYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
+ * IssueTokenRequest exchanges an API key for an RFC 9068 JWT access token. Failures carry the
+ * OAuth2 error name in `google.rpc.ErrorInfo`: the reason upper-cased (`INVALID_CLIENT`,
+ * `INVALID_SCOPE`, `INVALID_TARGET`, `UNAUTHORIZED_CLIENT`) and `metadata["error"]` as in RFC 6749.
+ *
  * @generated from message tollgate.v1.IssueTokenRequest
  */
 export type IssueTokenRequest = Message<"tollgate.v1.IssueTokenRequest"> & {
@@ -40,11 +44,18 @@ export type IssueTokenRequest = Message<"tollgate.v1.IssueTokenRequest"> & {
   ttl?: Duration | undefined;
 
   /**
-   * Requested audience; must be one of the configured audiences.
+   * Requested audience; must be one of the configured audiences. Empty = the first of them.
    *
    * @generated from field: string audience = 4;
    */
   audience: string;
+
+  /**
+   * The end client's address, checked against the key's IP allowlist when set.
+   *
+   * @generated from field: string client_ip = 5;
+   */
+  clientIp: string;
 };
 
 /**
