@@ -14,6 +14,11 @@ import { listenForInvalidations, type InvalidationListener } from "./store/notif
 import { createHasher } from "./keys/hasher.js";
 import { createKeyVerifier, type KeyVerifier } from "./keys/verifier.js";
 import { createKeyAdmin } from "./keys/key-admin.js";
+import { createPolicyCache, type PolicyCache } from "./policy/policy-cache.js";
+import { createPolicyAdmin } from "./policy/policy-admin.js";
+import { policyRepo } from "./store/policy-repo.js";
+import { createPolicyService } from "./services/policy-service.js";
+import { PolicyService, file_tollgate_v1_policy_service } from "./gen/tollgate/v1/policy_service_pb.js";
 import { createAdminAuthenticator } from "./services/admin-auth.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createKeyService } from "./services/key-service.js";
@@ -42,6 +47,8 @@ export interface App {
   logger: Logger;
   metrics: Metrics;
   verifier: KeyVerifier;
+  /** Plans, roles and compiled key policies (Authorize's hot path; ConsumeQuota may read plans). */
+  policies: PolicyCache;
   health: HealthStatus;
   stop(): Promise<void>;
 }
@@ -108,26 +115,37 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onCache: (result) => metrics.keyCache.inc({ result }),
   });
 
+  const policies = createPolicyCache({
+    loadPlan: (name) => policyRepo.findPlan(pool, name),
+    loadRoles: (tenantId) => policyRepo.listRoles(pool, tenantId),
+    now, ttlMs: config.keyCacheTtlMs, staleMs: config.keyCacheStaleMs, maxEntries: config.keyCacheMaxEntries,
+  });
+
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
     logger,
     onMessage: (payload) => {
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
+      else policies.handleInvalidation(payload);
     },
-    onReset: () => verifier.invalidateAll(),
+    onReset: () => {
+      verifier.invalidateAll();
+      policies.invalidateAll();
+    },
   });
 
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_policy_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, policies, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
+    [PolicyService, instrument(PolicyService, createPolicyService(createPolicyAdmin({ pool, policies }), adminAuth), pipeline)],
     [Health, createHealthService(health)],
     [ReflectionV1, reflection.v1],
     [ReflectionV1alpha, reflection.v1alpha],
@@ -196,7 +214,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   return {
-    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health,
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, policies, health,
     stop: () => (stopping ??= stop()),
   };
 }

@@ -1,3 +1,5 @@
+import type { PlanOverrides } from "./policy.js";
+
 /** A stored API key as the domain sees it. `secretHash` is an argon2id PHC string, never a secret. */
 export interface KeyRecord {
   keyId: string;
@@ -19,6 +21,8 @@ export interface KeyRecord {
   predecessorKeyId: string | null;
   successorKeyId: string | null;
   graceExpiresAt: Date | null;
+  /** Plan fields this key replaces for itself (`tollgate keys permissions`); {} inherits all. */
+  policyOverrides: PlanOverrides;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -1,12 +1,15 @@
 import { Code as RpcCode, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Violations } from "../domain/errors.js";
 import type { KeyVerifier } from "../keys/verifier.js";
+import type { PolicyCache } from "../policy/policy-cache.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
+import { createAuthorize } from "./authorize.js";
 
 export interface AuthServiceDeps {
   verifier: KeyVerifier;
+  policies: PolicyCache;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
 }
@@ -39,7 +42,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         clientResponse: valid ? undefined : clientResponseFor(code, AUTH_MESSAGES[code] ?? ""),
       };
     },
-    authorize: notYet("Authorize"),
+    authorize: createAuthorize(deps),
     consumeQuota: notYet("ConsumeQuota"),
     issueToken: notYet("IssueToken"),
     rotateKey: notYet("RotateKey"),

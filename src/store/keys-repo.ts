@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Actor, KeyChanges, KeyRecord, NewKey } from "../domain/key.js";
+import type { PlanOverrides } from "../domain/policy.js";
 import { query, type Queryable } from "./db.js";
 import { appendAudit } from "./audit-repo.js";
 
@@ -23,13 +24,14 @@ interface KeyRow {
   predecessor_key_id: string | null;
   successor_key_id: string | null;
   grace_expires_at: Date | null;
+  policy_overrides: PlanOverrides;
   created_at: Date;
   updated_at: Date;
 }
 
 const COLUMNS = `key_id, tenant_id, name, environment, prefix, secret_hash, hint, permissions, roles, plan,
   metadata, expires_at, ip_allowlist, owner_id, revoked_at, revoked_reason, predecessor_key_id,
-  successor_key_id, grace_expires_at, created_at, updated_at`;
+  successor_key_id, grace_expires_at, policy_overrides, created_at, updated_at`;
 
 /** Maps a row to the domain record. */
 export function toKeyRecord(r: KeyRow): KeyRecord {
@@ -53,6 +55,7 @@ export function toKeyRecord(r: KeyRow): KeyRecord {
     predecessorKeyId: r.predecessor_key_id,
     successorKeyId: r.successor_key_id,
     graceExpiresAt: r.grace_expires_at,
+    policyOverrides: r.policy_overrides,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
