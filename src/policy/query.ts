@@ -33,7 +33,8 @@ export interface QueryError {
 
 type Token = { kind: "perm"; text: string; at: number } | { kind: "and" | "or" | "(" | ")"; at: number };
 
-const PERMISSION_CHAR = /[A-Za-z0-9_.:-]/;
+// `*` is scanned as part of a word only to explain that queries take no wildcards.
+const PERMISSION_CHAR = /[A-Za-z0-9_.:*-]/;
 const CONCRETE = /^[A-Za-z0-9][A-Za-z0-9_.-]*(?::[A-Za-z0-9][A-Za-z0-9_.-]*)*$/;
 
 function tokenize(text: string): Token[] | QueryError {
@@ -49,11 +50,11 @@ function tokenize(text: string): Token[] | QueryError {
       const word = text.slice(start, i);
       const upper = word.toUpperCase();
       if (upper === "AND" || upper === "OR") tokens.push({ kind: upper === "AND" ? "and" : "or", at: start + 1 });
+      else if (word.includes("*")) return { message: `"${word.slice(0, 64)}" has a wildcard; queries name concrete permissions (wildcards belong in grants)`, position: start + 1 };
       else if (!CONCRETE.test(word)) return { message: `"${word.slice(0, 64)}" is not a permission such as chat:write`, position: start + 1 };
       else tokens.push({ kind: "perm", text: word, at: start + 1 });
     } else {
-      const hint = ch === "*" ? " (queries name concrete permissions; wildcards belong in grants)" : "";
-      return { message: `unexpected character ${JSON.stringify(ch)}${hint}`, position: i + 1 };
+      return { message: `unexpected character ${JSON.stringify(ch)}`, position: i + 1 };
     }
   }
   return tokens;
