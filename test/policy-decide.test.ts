@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { PlanSettings, Role } from "../src/domain/policy.js";
+import type { PlanOverrides, PlanSettings, Role } from "../src/domain/policy.js";
 import { decide, type PolicyQuestion } from "../src/policy/decide.js";
 import { compilePolicy, effectiveSettings, explainPolicy, type KeyPolicyInput } from "../src/policy/effective.js";
 import { isQueryError, parseQuery, type QueryNode } from "../src/policy/query.js";
@@ -103,6 +103,11 @@ describe("plan override precedence", () => {
     expect(ask(key({ policyOverrides: { maxCostPerCall: 11 } }), { query: q("read"), cost: 11 }).code).toBe("ALLOWED");
     expect(ask(key({ policyOverrides: { maxCostPerCall: null } }), { query: q("read"), cost: 1e12 }).code).toBe("ALLOWED");
     expect(ask(key({ policyOverrides: { ipAllowlist: ["192.0.2.0/24"] } }), { query: q("read"), clientIp: "198.51.100.1" }).code).toBe("IP_NOT_ALLOWED");
+  });
+
+  it("ignores malformed hand-edited overrides instead of trusting them", () => {
+    const junk = { allowed: "chat:*", blocked: [1, 2], maxCostPerCall: -5, timeoutMs: "soon" } as unknown as PlanOverrides;
+    expect(effectiveSettings(PLAN, junk)).toEqual(PLAN);
   });
 
   it("explains every grant and deny with its source", () => {

@@ -184,6 +184,18 @@ describe("tollgate keys permissions (CLI)", () => {
     expect(changed.stderr).toContain("tool:Read is still granted by plan:pro");
   });
 
+  it("creates and edits plans and roles; a plan set keeps the fields it does not name", async () => {
+    await cli("plans", "set", "cli-plan", "--allowed", "read,chat:*", "--max-cost", "3");
+    const edited = await cli("plans", "set", "cli-plan", "--blocked", "chat:admin", "--json");
+    expect(JSON.parse(edited.stdout)).toMatchObject({ name: "cli-plan", allowed: ["read", "chat:*"], blocked: ["chat:admin"], maxCostPerCall: 3 });
+    expect((await cli("plans", "list")).stdout).toMatch(/^cli-plan\tallowed=read,chat:\*/m);
+    await cli("roles", "set", "auditor", "--tenant", "acme", "--permissions", "audit:read");
+    expect((await cli("roles", "list", "--tenant", "acme")).stdout).toContain("auditor\taudit:read");
+    await expect(cli("plans", "set", "cli-plan", "--allowed", "tollgate:admin")).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("--allowed[0]") });
+    await cli("plans", "delete", "cli-plan");
+    await expect(cli("plans", "get", "cli-plan")).rejects.toMatchObject({ code: 1 });
+  });
+
   it("fails with a usage error for a bad --max-cost and an error for an unknown key", async () => {
     const { key } = await seedKey(app, { tenantId: "acme" });
     await expect(cli("keys", "permissions", key.keyId, "--max-cost", "-3")).rejects.toMatchObject({ code: 2 });

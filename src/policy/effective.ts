@@ -24,18 +24,23 @@ export interface EffectivePolicy {
   crossTenant: boolean;
 }
 
+const isList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+const isLimit = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0);
+
 /**
  * Applies overrides to a plan. Precedence, highest first: the key's override of a field, the
  * plan's value, the empty plan (an unknown plan grants, denies and caps nothing: fail closed).
+ * Overrides live in a jsonb column that operators can also edit by hand, so a malformed field is
+ * ignored (the plan's value stands) rather than trusted.
  */
 export function effectiveSettings(plan: PlanSettings | undefined, overrides: PlanOverrides): PlanSettings {
   const base = plan ?? EMPTY_PLAN_SETTINGS;
   return {
-    allowed: overrides.allowed ?? base.allowed,
-    blocked: overrides.blocked ?? base.blocked,
-    maxCostPerCall: overrides.maxCostPerCall !== undefined ? overrides.maxCostPerCall : base.maxCostPerCall,
-    timeoutMs: overrides.timeoutMs !== undefined ? overrides.timeoutMs : base.timeoutMs,
-    ipAllowlist: overrides.ipAllowlist ?? base.ipAllowlist,
+    allowed: isList(overrides.allowed) ? overrides.allowed : base.allowed,
+    blocked: isList(overrides.blocked) ? overrides.blocked : base.blocked,
+    maxCostPerCall: isLimit(overrides.maxCostPerCall) ? overrides.maxCostPerCall : base.maxCostPerCall,
+    timeoutMs: isLimit(overrides.timeoutMs) ? overrides.timeoutMs : base.timeoutMs,
+    ipAllowlist: isList(overrides.ipAllowlist) ? overrides.ipAllowlist : base.ipAllowlist,
   };
 }
 
@@ -78,23 +83,22 @@ export function explainPolicy(key: KeyPolicyInput, plan: Plan | undefined, roles
   const overrides = key.policyOverrides;
   const settings = effectiveSettings(plan, overrides);
   const planSource = `plan:${key.plan}`;
-  const listSource = (field: "allowed" | "blocked") => (overrides[field] !== undefined ? "override" : planSource);
+  // A field counts as overridden only when the override is the value in force (malformed ones are not).
+  const sourceOf = (field: keyof PlanSettings) => (overrides[field] !== undefined && settings[field] === overrides[field] ? "override" : planSource);
   const granted: Sourced[] = key.permissions.map((permission) => ({ permission, source: "key" }));
-  granted.push(...settings.allowed.map((permission) => ({ permission, source: listSource("allowed") })));
+  granted.push(...settings.allowed.map((permission) => ({ permission, source: sourceOf("allowed") })));
   const unknownRoles: string[] = [];
   for (const name of key.roles) {
     const role = roles.get(name);
     if (!role) unknownRoles.push(name);
     else granted.push(...role.permissions.map((permission) => ({ permission, source: `role:${name}` })));
   }
-  const settingSources = Object.fromEntries(
-    PLAN_FIELDS.map((f) => [f, overrides[f] !== undefined ? "override" : planSource]),
-  ) as Record<keyof PlanSettings, string>;
+  const settingSources = Object.fromEntries(PLAN_FIELDS.map((f) => [f, sourceOf(f)])) as Record<keyof PlanSettings, string>;
   return {
     plan: key.plan,
     planFound: plan !== undefined,
     granted,
-    blocked: settings.blocked.map((permission) => ({ permission, source: listSource("blocked") })),
+    blocked: settings.blocked.map((permission) => ({ permission, source: sourceOf("blocked") })),
     settings,
     settingSources,
     unknownRoles,

@@ -10,7 +10,7 @@ import type { EffectivePolicy } from "../policy/effective.js";
 import { isConcretePermission } from "../policy/permissions.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import { isQueryError, parseQuery, type QueryNode } from "../policy/query.js";
-import { CallLimitsSchema, type AuthorizeRequest, type AuthorizeResponseSchema } from "../gen/tollgate/v1/authorize_pb.js";
+import { CallLimitsSchema, type CallLimits, type AuthorizeRequest, type AuthorizeResponseSchema } from "../gen/tollgate/v1/authorize_pb.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { authenticateTrustedCaller } from "./trusted-caller.js";
 import { LIMITS, checkClientIp, checkCredential, checkTenantId } from "./validate.js";
@@ -26,6 +26,8 @@ type Response = MessageInitShape<typeof AuthorizeResponseSchema>;
 
 /** Parsed queries by text. Gateways ask the same few questions, so parsing is paid once each. */
 const QUERY_CACHE_MAX = 4096;
+/** Costs are charged as JS numbers downstream, so they must stay exact. */
+const MAX_COST = BigInt(Number.MAX_SAFE_INTEGER);
 
 interface Question {
   query: QueryNode | undefined;
@@ -42,7 +44,7 @@ function validate(req: AuthorizeRequest, queries: Map<string, QueryNode>): Quest
   }
   checkTenantId(v, "tenant_id", req.tenantId, false);
   checkClientIp(v, "client_ip", req.clientIp);
-  if (req.cost < 0n || req.cost > BigInt(Number.MAX_SAFE_INTEGER)) v.add("cost", `must be between 0 and ${Number.MAX_SAFE_INTEGER}`);
+  if (req.cost < 0n || req.cost > MAX_COST) v.add("cost", `must be between 0 and ${Number.MAX_SAFE_INTEGER}`);
   let query = queries.get(req.permissionQuery);
   if (!query && req.permissionQuery === "") {
     if (req.resource === "") v.add("permission_query", "is required unless resource is set");
@@ -68,12 +70,19 @@ async function resolveKey(deps: AuthorizeDeps, req: AuthorizeRequest, ctx: Handl
   return { code: keyStatus(key, deps.now(), req.clientIp), key };
 }
 
-function limitsOf(policy: EffectivePolicy) {
-  const { maxCostPerCall, timeoutMs } = policy.settings;
-  return create(CallLimitsSchema, {
-    ...(maxCostPerCall !== null ? { maxCostPerCall: BigInt(maxCostPerCall) } : {}),
-    ...(timeoutMs !== null ? { timeoutMs } : {}),
-  });
+/** Call limits per compiled policy: built once, shared by every answer (responses are never mutated). */
+const limitsCache = new WeakMap<EffectivePolicy, CallLimits>();
+function limitsOf(policy: EffectivePolicy): CallLimits {
+  let limits = limitsCache.get(policy);
+  if (!limits) {
+    const { maxCostPerCall, timeoutMs } = policy.settings;
+    limits = create(CallLimitsSchema, {
+      ...(maxCostPerCall !== null ? { maxCostPerCall: BigInt(maxCostPerCall) } : {}),
+      ...(timeoutMs !== null ? { timeoutMs } : {}),
+    });
+    limitsCache.set(policy, limits);
+  }
+  return limits;
 }
 
 /** RFC 6750 §3: a 403 for missing permissions names the scope that would have sufficed. */
