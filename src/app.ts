@@ -18,6 +18,11 @@ import { createKeyRotator } from "./keys/key-rotation.js";
 import { createRotationPolicies } from "./keys/rotation-policy.js";
 import { rotationRepo } from "./store/rotation-repo.js";
 import { createRotateKeyHandler } from "./services/rotate-key.js";
+import { createPolicyCache, type PolicyCache } from "./policy/policy-cache.js";
+import { createPolicyAdmin } from "./policy/policy-admin.js";
+import { policyRepo } from "./store/policy-repo.js";
+import { createPolicyService } from "./services/policy-service.js";
+import { PolicyService, file_tollgate_v1_policy_service } from "./gen/tollgate/v1/policy_service_pb.js";
 import { createAdminAuthenticator } from "./services/admin-auth.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createKeyService } from "./services/key-service.js";
@@ -50,6 +55,8 @@ export interface App {
   logger: Logger;
   metrics: Metrics;
   verifier: KeyVerifier;
+  /** Plans, roles and compiled key policies (Authorize's hot path; ConsumeQuota may read plans). */
+  policies: PolicyCache;
   health: HealthStatus;
   /** Signing keys, keyring, token issuer and verifier. */
   tokens: TokenParts;
@@ -126,6 +133,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   await rotationPolicies.reload();
 
   const tokens = await startTokens({ config, pool, logger, now, verifier });
+  const policies = createPolicyCache({
+    loadPlan: (name) => policyRepo.findPlan(pool, name),
+    loadRoles: (tenantId) => policyRepo.listRoles(pool, tenantId),
+    now, ttlMs: config.keyCacheTtlMs, staleMs: config.keyCacheStaleMs, maxEntries: config.keyCacheMaxEntries,
+  });
+
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
@@ -133,10 +146,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onMessage: (payload) => {
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
       else if (payload.startsWith("rotation_policy:")) void rotationPolicies.reload();
+      else if (payload.startsWith("plan:") || payload.startsWith("roles:")) policies.handleInvalidation(payload);
       else tokens.onInvalidation(payload);
     },
     onReset: () => {
       verifier.invalidateAll();
+      policies.invalidateAll();
       void rotationPolicies.reload();
       tokens.onReset();
     },
@@ -145,7 +160,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const rotateKey = createRotateKeyHandler({
@@ -155,10 +170,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     maxGraceMs: config.rotation.maxGraceSeconds * 1000,
   });
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, policies, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
     [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],
+    [PolicyService, instrument(PolicyService, createPolicyService(createPolicyAdmin({ pool, policies }), adminAuth), pipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
     [Health, instrument(Health, createHealthService(health), pipeline)],
     [ReflectionV1, reflection.v1],
@@ -230,7 +246,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   return {
-    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health, tokens,
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, policies, health, tokens,
     stop: () => (stopping ??= stop()),
   };
 }

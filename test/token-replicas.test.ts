@@ -56,9 +56,8 @@ describe("when PostgreSQL is unreachable", () => {
   let proxy: TcpProxy;
   let app: App;
   beforeAll(async () => {
-    const target = new URL(db.url);
-    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    app = await startTestServer(proxy.url(db.url), { env: { TOLLGATE_DB_TIMEOUT_MS: "500" } });
+    proxy = await startTcpProxy(db.url);
+    app = await startTestServer(proxy.url, { env: { TOLLGATE_DB_TIMEOUT_MS: "500" } });
   });
   afterAll(async () => {
     await app?.stop();

@@ -11,6 +11,7 @@ import { openCliDatabase, type CliDatabase } from "./database.js";
 import { keyJson, keyLine, parseDuration } from "./format.js";
 import { listRotationDueCommand, rotateKeyCommand, rotationPolicyCommand, type RotationCliDeps } from "./rotation.js";
 import { signingKeysCommand } from "./signing-keys.js";
+import { PolicyUsageError, keyPermissionsCommand, plansCommand, rolesCommand } from "./policy-commands.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -30,6 +31,14 @@ usage:
   tollgate rotation-policy list [--json]
   tollgate signing-keys list [--json]
   tollgate signing-keys rotate [--alg EdDSA|ES256|RS256] [--json]
+  tollgate keys permissions <key-id> [--set-plan P] [--add a,b] [--remove a,b] [--max-cost N] [--json]
+                                              effective permissions (plan + roles + overrides) with
+                                              their sources; the flags change them first
+  tollgate plans list | get <name> | delete <name> [--json]
+  tollgate plans set <name> [--name N] [--allowed a,b] [--blocked c,d] [--max-cost N]
+                     [--timeout-ms N] [--ip 10.0.0.0/8,...]   create, or change the named fields
+  tollgate roles list --tenant T | delete <name> --tenant T
+  tollgate roles set <name> --tenant T --permissions a,b [--description D]
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -41,6 +50,8 @@ const OPTIONS = {
   "expires-in": { type: "string" }, ip: { type: "string" }, owner: { type: "string" }, json: { type: "boolean" },
   "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, alg: { type: "string" }, help: { type: "boolean", short: "h" },
   grace: { type: "string" }, "rotation-due": { type: "boolean" }, "max-age": { type: "string" },
+  "set-plan": { type: "string" }, add: { type: "string" }, remove: { type: "string" }, "max-cost": { type: "string" },
+  "timeout-ms": { type: "string" }, allowed: { type: "string" }, blocked: { type: "string" }, description: { type: "string" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -97,6 +108,8 @@ async function keysCommand(db: CliDatabase, config: Config, sub: string | undefi
     case "revoke":
       if (!args[0]) throw new UsageError("keys revoke needs a key id");
       return print(await admin.revokeKey(cliCaller(), args[0], v.reason ?? "revoked from the CLI"));
+    case "permissions":
+      return keyPermissionsCommand(db, cliCaller(), args[0], v);
     default:
       throw new UsageError(`unknown keys command "${sub ?? ""}"`);
   }
@@ -132,7 +145,7 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys", "plans", "roles"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
@@ -141,13 +154,15 @@ export async function runCli(argv: string[]): Promise<number> {
       const problem = await signingKeysCommand(db, config, sub, { alg: values.alg, json: values.json, actor: cliCaller().actor });
       if (problem) throw new UsageError(problem);
     }
+    else if (group === "plans") await plansCommand(db, cliCaller(), sub, rest[0], values);
+    else if (group === "roles") await rolesCommand(db, cliCaller(), sub, rest[0], values);
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);
     } else throw new UsageError("usage: tollgate tenants create <tenant-id>");
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof PolicyUsageError) {
       console.error(`${err.message}\n\n${USAGE}`);
       return 2;
     }

@@ -1,3 +1,5 @@
+import type { PlanOverrides } from "./policy.js";
+
 /** A stored API key as the domain sees it. `secretHash` is an argon2id PHC string, never a secret. */
 export interface KeyRecord {
   keyId: string;
@@ -24,6 +26,8 @@ export interface KeyRecord {
    * lineage, copied to every successor, so that an old key in grace and its successor share counters.
    */
   quotaSubject: string;
+  /** Plan fields this key replaces for itself (`tollgate keys permissions`); {} inherits all. */
+  policyOverrides: PlanOverrides;
   createdAt: Date;
   updatedAt: Date;
 }

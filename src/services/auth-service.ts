@@ -1,16 +1,19 @@
 import { Code as RpcCode, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Violations } from "../domain/errors.js";
 import type { KeyVerifier } from "../keys/verifier.js";
+import type { PolicyCache } from "../policy/policy-cache.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import type { KeyRecord } from "../domain/key.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
 import { authenticateAccessToken, isAccessToken, issueToken, type AccessTokens } from "./issue-token.js";
+import { createAuthorize } from "./authorize.js";
 
 export interface AuthServiceDeps {
   verifier: KeyVerifier;
   /** Access tokens: issued by IssueToken, accepted by Authenticate. */
   tokens: AccessTokens;
+  policies: PolicyCache;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
   /** RotateKey (src/services/rotate-key.ts); UNIMPLEMENTED when absent. */
@@ -48,7 +51,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         clientResponse: valid ? undefined : clientResponseFor(code, AUTH_MESSAGES[code] ?? ""),
       };
     },
-    authorize: notYet("Authorize"),
+    authorize: createAuthorize(deps),
     consumeQuota: notYet("ConsumeQuota"),
     issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: deps.rotateKey ?? notYet("RotateKey"),

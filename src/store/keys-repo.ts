@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Actor, KeyChanges, KeyRecord, NewKey } from "../domain/key.js";
+import type { PlanOverrides } from "../domain/policy.js";
 import { query, type Queryable } from "./db.js";
 import { appendAudit } from "./audit-repo.js";
 
@@ -25,6 +26,7 @@ export interface KeyRow {
   successor_key_id: string | null;
   grace_expires_at: Date | null;
   quota_subject: string;
+  policy_overrides: PlanOverrides;
   created_at: Date;
   updated_at: Date;
 }
@@ -32,7 +34,7 @@ export interface KeyRow {
 /** The columns every key query returns (the hash included: the verifier needs it). */
 export const COLUMNS = `key_id, tenant_id, name, environment, prefix, secret_hash, hint, permissions, roles, plan,
   metadata, expires_at, ip_allowlist, owner_id, revoked_at, revoked_reason, predecessor_key_id,
-  successor_key_id, grace_expires_at, quota_subject, created_at, updated_at`;
+  successor_key_id, grace_expires_at, quota_subject, policy_overrides, created_at, updated_at`;
 
 /** Maps a row to the domain record. */
 export function toKeyRecord(r: KeyRow): KeyRecord {
@@ -57,6 +59,7 @@ export function toKeyRecord(r: KeyRow): KeyRecord {
     successorKeyId: r.successor_key_id,
     graceExpiresAt: r.grace_expires_at,
     quotaSubject: r.quota_subject,
+    policyOverrides: r.policy_overrides,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

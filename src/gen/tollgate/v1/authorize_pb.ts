@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/authorize.proto.
  */
 export const file_tollgate_v1_authorize: GenFile = /*@__PURE__*/
-  fileDesc("Cht0b2xsZ2F0ZS92MS9hdXRob3JpemUucHJvdG8SC3RvbGxnYXRlLnYxIogBChBBdXRob3JpemVSZXF1ZXN0EhIKCmNyZWRlbnRpYWwYASABKAkSDgoGa2V5X2lkGAIgASgJEhgKEHBlcm1pc3Npb25fcXVlcnkYAyABKAkSEAoIcmVzb3VyY2UYBCABKAkSEQoJdGVuYW50X2lkGAUgASgJEhEKCWNsaWVudF9pcBgGIAEoCSLUAQoRQXV0aG9yaXplUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIfCgRjb2RlGAIgASgOMhEudG9sbGdhdGUudjEuQ29kZRIbChNtaXNzaW5nX3Blcm1pc3Npb25zGAMgAygJEikKCXByaW5jaXBhbBgEIAEoCzIWLnRvbGxnYXRlLnYxLlByaW5jaXBhbBIPCgdtZXNzYWdlGAUgASgJEjQKD2NsaWVudF9yZXNwb25zZRgGIAEoCzIbLnRvbGxnYXRlLnYxLkNsaWVudFJlc3BvbnNlYgZwcm90bzM", [file_tollgate_v1_code, file_tollgate_v1_common]);
+  fileDesc("Cht0b2xsZ2F0ZS92MS9hdXRob3JpemUucHJvdG8SC3RvbGxnYXRlLnYxIpYBChBBdXRob3JpemVSZXF1ZXN0EhIKCmNyZWRlbnRpYWwYASABKAkSDgoGa2V5X2lkGAIgASgJEhgKEHBlcm1pc3Npb25fcXVlcnkYAyABKAkSEAoIcmVzb3VyY2UYBCABKAkSEQoJdGVuYW50X2lkGAUgASgJEhEKCWNsaWVudF9pcBgGIAEoCRIMCgRjb3N0GAcgASgDImoKCkNhbGxMaW1pdHMSHgoRbWF4X2Nvc3RfcGVyX2NhbGwYASABKANIAIgBARIXCgp0aW1lb3V0X21zGAIgASgNSAGIAQFCFAoSX21heF9jb3N0X3Blcl9jYWxsQg0KC190aW1lb3V0X21zIq0CChFBdXRob3JpemVSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEh8KBGNvZGUYAiABKA4yES50b2xsZ2F0ZS52MS5Db2RlEhsKE21pc3NpbmdfcGVybWlzc2lvbnMYAyADKAkSKQoJcHJpbmNpcGFsGAQgASgLMhYudG9sbGdhdGUudjEuUHJpbmNpcGFsEg8KB21lc3NhZ2UYBSABKAkSNAoPY2xpZW50X3Jlc3BvbnNlGAYgASgLMhsudG9sbGdhdGUudjEuQ2xpZW50UmVzcG9uc2USGwoTYmxvY2tlZF9wZXJtaXNzaW9ucxgHIAMoCRIRCgl0ZW5hbnRfaWQYCCABKAkSJwoGbGltaXRzGAkgASgLMhcudG9sbGdhdGUudjEuQ2FsbExpbWl0c2IGcHJvdG8z", [file_tollgate_v1_code, file_tollgate_v1_common]);
 
 /**
  * @generated from message tollgate.v1.AuthorizeRequest
@@ -28,37 +28,50 @@ export type AuthorizeRequest = Message<"tollgate.v1.AuthorizeRequest"> & {
   credential: string;
 
   /**
-   * A key id the caller has already authenticated.
+   * A key id the caller has already authenticated. The caller must then prove it is a trusted
+   * service: `authorization: Bearer <key>` holding `tollgate:authorize` (or `tollgate:admin`),
+   * in the same tenant as the key unless the caller also holds `tollgate:cross-tenant`.
    *
    * @generated from field: string key_id = 2;
    */
   keyId: string;
 
   /**
-   * Permission query, e.g. `chat:write AND (files:read OR admin)`.
+   * Permission query, e.g. `chat:write AND (files:read OR admin)`. AND binds tighter than OR.
+   * May be empty only when `resource` is set.
    *
    * @generated from field: string permission_query = 3;
    */
   permissionQuery: string;
 
   /**
-   * Optional resource the action applies to.
+   * Optional object of the action as a concrete permission (e.g. `tool:Bash`, `agent:reviewer`);
+   * it must be granted and not denied, as if ANDed to the query.
    *
    * @generated from field: string resource = 4;
    */
   resource: string;
 
   /**
-   * The tenant the request targets; defaults to the key's own tenant.
+   * The tenant the request targets (the `X-Tenant-ID` pattern); defaults to the key's own tenant.
    *
    * @generated from field: string tenant_id = 5;
    */
   tenantId: string;
 
   /**
+   * The end client's address, checked against the key's and the plan's IP allowlists.
+   *
    * @generated from field: string client_ip = 6;
    */
   clientIp: string;
+
+  /**
+   * The cost the call will charge, checked against the plan's max cost per call; 0 = not declared.
+   *
+   * @generated from field: int64 cost = 7;
+   */
+  cost: bigint;
 };
 
 /**
@@ -67,6 +80,34 @@ export type AuthorizeRequest = Message<"tollgate.v1.AuthorizeRequest"> & {
  */
 export const AuthorizeRequestSchema: GenMessage<AuthorizeRequest> = /*@__PURE__*/
   messageDesc(file_tollgate_v1_authorize, 0);
+
+/**
+ * Limits the caller should apply to an allowed call, from the key's plan and its overrides.
+ *
+ * @generated from message tollgate.v1.CallLimits
+ */
+export type CallLimits = Message<"tollgate.v1.CallLimits"> & {
+  /**
+   * Unset: no cap.
+   *
+   * @generated from field: optional int64 max_cost_per_call = 1;
+   */
+  maxCostPerCall?: bigint | undefined;
+
+  /**
+   * Unset: the gateway's default.
+   *
+   * @generated from field: optional uint32 timeout_ms = 2;
+   */
+  timeoutMs?: number | undefined;
+};
+
+/**
+ * Describes the message tollgate.v1.CallLimits.
+ * Use `create(CallLimitsSchema)` to create a new message.
+ */
+export const CallLimitsSchema: GenMessage<CallLimits> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_authorize, 1);
 
 /**
  * @generated from message tollgate.v1.AuthorizeResponse
@@ -83,24 +124,54 @@ export type AuthorizeResponse = Message<"tollgate.v1.AuthorizeResponse"> & {
   code: Code;
 
   /**
+   * Required permissions the principal lacks (INSUFFICIENT_PERMISSIONS, or BLOCKED when some were
+   * also missing).
+   *
    * @generated from field: repeated string missing_permissions = 3;
    */
   missingPermissions: string[];
 
   /**
+   * Set whenever the credential was proven (also for most "no" answers).
+   *
    * @generated from field: tollgate.v1.Principal principal = 4;
    */
   principal?: Principal | undefined;
 
   /**
+   * A human-readable explanation, safe to show to the end client.
+   *
    * @generated from field: string message = 5;
    */
   message: string;
 
   /**
+   * What to send to the end client when not allowed: 401 for credential failures, 403 otherwise.
+   *
    * @generated from field: tollgate.v1.ClientResponse client_response = 6;
    */
   clientResponse?: ClientResponse | undefined;
+
+  /**
+   * Required permissions (or the resource) a deny list matched (BLOCKED).
+   *
+   * @generated from field: repeated string blocked_permissions = 7;
+   */
+  blockedPermissions: string[];
+
+  /**
+   * The tenant the decision was made for.
+   *
+   * @generated from field: string tenant_id = 8;
+   */
+  tenantId: string;
+
+  /**
+   * Set when allowed.
+   *
+   * @generated from field: tollgate.v1.CallLimits limits = 9;
+   */
+  limits?: CallLimits | undefined;
 };
 
 /**
@@ -108,5 +179,5 @@ export type AuthorizeResponse = Message<"tollgate.v1.AuthorizeResponse"> & {
  * Use `create(AuthorizeResponseSchema)` to create a new message.
  */
 export const AuthorizeResponseSchema: GenMessage<AuthorizeResponse> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_authorize, 1);
+  messageDesc(file_tollgate_v1_authorize, 2);
 
