@@ -3,7 +3,7 @@
  * load generator is not the bottleneck. The request is a pre-framed gRPC message in a file.
  */
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 
 /** How h2load drives one run. */
@@ -24,12 +24,12 @@ export interface LoadShape {
 export interface LoadResult {
   /** Requests per second over the measured period, as h2load reports it. */
   rps: number;
-  /** Requests completed in the measured period. */
+  /** Calls answered with HTTP 200 in the measured period. */
   done: number;
   succeeded: number;
   failed: number;
   errored: number;
-  /** Responses with an HTTP status other than 200 (gRPC answers errors with 200 + grpc-status). */
+  /** Responses with an HTTP status other than 2xx (gRPC answers errors with 200 + grpc-status). */
   non2xx: number;
   /** Latency percentiles of the status-200 rows of the log file, in microseconds. */
   p50Us: number;
@@ -60,14 +60,16 @@ function grab(text: string, pattern: RegExp): number {
   return Number(m[1]);
 }
 
-/** Reads the per-request log (start µs, HTTP status, elapsed µs) and returns status-200 latencies, sorted. */
-async function latencies(logPath: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const line of (await readFile(logPath, "utf8")).split("\n")) {
-    const [, status, elapsed] = line.split("\t");
-    if (status === "200" && elapsed !== undefined) out.push(Number(elapsed));
-  }
-  return out.sort((a, b) => a - b);
+/**
+ * Reads the per-request log (start µs since epoch, HTTP status, elapsed µs) and returns the
+ * latencies of the status-200 rows of the measured period, sorted. The log also holds the warm-up
+ * calls, so rows that started more than `durationSec` before the last one are left out.
+ */
+async function latencies(logPath: string, durationSec: number): Promise<number[]> {
+  const rows = (await readFile(logPath, "utf8")).split("\n").map((line) => line.split("\t").map(Number)).filter((r) => r.length === 3);
+  const lastStart = rows.reduce((max, r) => Math.max(max, r[0]!), 0);
+  const from = lastStart - durationSec * 1e6;
+  return rows.filter((r) => r[1] === 200 && r[0]! >= from).map((r) => r[2]!).sort((a, b) => a - b);
 }
 
 /** Runs h2load against `url` with the framed body in `bodyPath`; `onMeasuring` fires when warm-up ends. */
@@ -78,19 +80,24 @@ export async function runH2load(url: string, bodyPath: string, logPath: string, 
     "-d", bodyPath, "-H", "content-type: application/grpc", "-H", "te: trailers",
     `--log-file=${logPath}`, url,
   ];
+  await rm(logPath, { force: true });
   const timer = onMeasuring ? setTimeout(onMeasuring, shape.warmUpSec * 1000) : undefined;
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile("h2load", args, { maxBuffer: 16 * 1024 * 1024 }, (err, out, errOut) => (err ? reject(new Error(`h2load failed: ${err.message}\n${errOut}`)) : resolve(out)));
   }).finally(() => clearTimeout(timer));
-  const sorted = await latencies(logPath);
+  await writeFile(logPath.replace(/\.tsv$/, ".h2load.txt"), stdout);
+  const sorted = await latencies(logPath, shape.durationSec);
+  const done = grab(stdout, /requests: \d+ total, \d+ started, (\d+) done/);
   const status2xx = grab(stdout, /status codes: (\d+) 2xx/);
+  // Calls still in flight when h2load stops count as done with no status; they are not errors.
+  const statusOther = grab(stdout, /2xx, (\d+) 3xx/) + grab(stdout, /3xx, (\d+) 4xx/) + grab(stdout, /4xx, (\d+) 5xx/);
   return {
-    rps: grab(stdout, /finished in [\d.]+\w*, ([\d.]+) req\/s/),
-    done: grab(stdout, /requests: \d+ total, \d+ started, (\d+) done/),
+    rps: grab(stdout, /finished in [\d.]+\w*, ([\d.]+) req\/s/) * (done > 0 ? status2xx / done : 1),
+    done: status2xx,
     succeeded: grab(stdout, /(\d+) succeeded/),
     failed: grab(stdout, /(\d+) failed/),
     errored: grab(stdout, /(\d+) errored/),
-    non2xx: grab(stdout, /requests: \d+ total, \d+ started, (\d+) done/) - status2xx,
+    non2xx: statusOther,
     p50Us: percentile(sorted, 50),
     p99Us: percentile(sorted, 99),
     p999Us: percentile(sorted, 99.9),

@@ -68,10 +68,22 @@ async function waitForPorts(logPath: string, child: ChildProcess, stderr: () => 
   throw new Error(`server did not start within 60 s: ${stderr()}`);
 }
 
+/** Waits until `/readyz` says the database and the invalidation listener are up. */
+async function waitForReady(httpPort: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
+    if (res?.ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("server did not become ready within 30 s");
+}
+
 /**
  * Starts the server: on a fresh database in the PostgreSQL at 127.0.0.1:5432 when it answers,
  * else on the embedded default in a temporary data directory (the bench then attaches to it).
- * `env` adds or overrides server settings.
+ * `env` adds or overrides server settings; TOLLGATE_* variables of the bench's own environment
+ * are passed through (e.g. `TOLLGATE_ARGON2_CONCURRENCY=1 npm run bench`).
  */
 export async function startBenchServer(env: Record<string, string>): Promise<BenchServer> {
   const work = await mkdtemp(join(tmpdir(), "tollgate-bench-"));
@@ -97,7 +109,9 @@ export async function startBenchServer(env: Record<string, string>): Promise<Ben
   const logPath = join(work, "server.log");
   const log = await open(logPath, "w");
   const { DATABASE_URL: _ignored, ...inherited } = process.env;
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  // BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it exits (open it in Chrome DevTools).
+  const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...profile, "--import", "tsx", "src/main.ts"], {
     env: { ...inherited, ...serverEnv },
     stdio: ["ignore", log.fd, "pipe"],
   });
@@ -117,13 +131,14 @@ export async function startBenchServer(env: Record<string, string>): Promise<Ben
   };
   try {
     const ports = await waitForPorts(logPath, child, () => stderr);
+    await waitForReady(ports.httpPort);
     const url = databaseUrl ?? (await startEmbeddedPostgres(serverEnv.TOLLGATE_DATA_DIR!)).connectionString;
     const pool = createPool({ connectionString: url, poolSize: 4, timeoutMs: 10_000, applicationName: "tollgate-bench" }, () => undefined);
     return {
       pid: child.pid!,
       ...ports,
       pool,
-      config: loadConfig(serverEnv),
+      config: loadConfig({ ...inherited, ...serverEnv }),
       database: local ? `local PostgreSQL (fresh database ${dbName})` : "embedded PostgreSQL (temporary data dir)",
       async stop() {
         await pool.end();
