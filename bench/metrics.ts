@@ -67,3 +67,10 @@ export function decisionCodes(before: Sample[], after: Sample[], rpc: string): R
   }
   return out;
 }
+
+/** argon2 verifications the server ran between two scrapes and their mean duration; empty when none. */
+export function argon2Figures(before: Sample[], after: Sample[]): Record<string, number> {
+  const count = delta(before, after, "tollgate_argon2_verify_seconds_count");
+  if (count === 0) return {};
+  return { argon2Verifies: count, argon2MeanMs: (delta(before, after, "tollgate_argon2_verify_seconds_sum") / count) * 1000 };
+}
