@@ -9,21 +9,29 @@ import type { Background, Extra } from "./scenario.js";
  * decision code, or the RPC error code); a rejection is tallied as "error". Calls go out in
  * 10 ms ticks, so the rate holds even when timers fire late.
  */
-export function paced(rate: number, send: () => Promise<string>): Background {
+export function paced(rate: number, send: () => Promise<string>): Background & { latenciesUs: number[] } {
   const outcomes = new Map<string, number>();
   const pending = new Set<Promise<void>>();
   const started = performance.now();
+  const latenciesUs: number[] = [];
   let sent = 0;
   const tally = (label: string): void => void outcomes.set(label, (outcomes.get(label) ?? 0) + 1);
   const tick = () => {
     const due = Math.floor(((performance.now() - started) / 1000) * rate);
     for (; sent < due; sent++) {
-      const call: Promise<void> = send().then(tally, () => tally("error")).finally(() => pending.delete(call));
+      const t0 = performance.now();
+      const call: Promise<void> = send()
+        .then(tally, () => tally("error"))
+        .finally(() => {
+          latenciesUs.push((performance.now() - t0) * 1000);
+          pending.delete(call);
+        });
       pending.add(call);
     }
   };
   const timer = setInterval(tick, 10);
   return {
+    latenciesUs,
     async stop(): Promise<Extra> {
       clearInterval(timer);
       const seconds = (performance.now() - started) / 1000;

@@ -53,6 +53,8 @@ export interface LoadScenario<I extends DescMessage = DescMessage, O extends Des
   method: DescMethodUnary<I, O>;
   /** Name of the scenario whose throughput this one is compared with (ratio printed). */
   baseline?: string;
+  /** The least acceptable throughput ratio to the baseline (0.9 = 90 %); shown as the headline. */
+  target?: number;
   /** Settings the server must run with for this scenario (merged for the one shared server). */
   serverEnv?: Record<string, string>;
   setup(ctx: BenchContext): Promise<Prepared<I, O>>;
