@@ -50,7 +50,8 @@ export async function writeGrpcBody<D extends DescMessage>(path: string, schema:
 /** The p-th percentile (0–100) of sorted values, nearest-rank. */
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  // The small epsilon keeps float error (99.9 / 100 × 1000 = 999.0000000000001) from skipping a rank.
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100 - 1e-9) - 1));
   return sorted[rank]!;
 }
 
@@ -65,7 +66,7 @@ function grab(text: string, pattern: RegExp): number {
  * latencies of the status-200 rows of the measured period, sorted. The log also holds the warm-up
  * calls, so rows that started more than `durationSec` before the last one are left out.
  */
-async function latencies(logPath: string, durationSec: number): Promise<number[]> {
+export async function latencies(logPath: string, durationSec: number): Promise<number[]> {
   const rows = (await readFile(logPath, "utf8")).split("\n").map((line) => line.split("\t").map(Number)).filter((r) => r.length === 3);
   const lastStart = rows.reduce((max, r) => Math.max(max, r[0]!), 0);
   const from = lastStart - durationSec * 1e6;

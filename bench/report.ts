@@ -105,6 +105,10 @@ export function markdown(summaries: Summary[], context: { date: string; duration
     "",
     ...summaries.map((s) => `- \`${s.scenario}\`: ${s.title}.`),
     ...headline(summaries).map((h) => `- **${h}**`),
+    "",
+    "Other figures (medians):",
+    "",
+    ...extrasText(summaries).map((e) => `- ${e}`),
   ];
   return `${lines.join("\n")}\n`;
 }

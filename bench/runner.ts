@@ -125,6 +125,6 @@ export async function runCustomRound(ctx: BenchContext, scenario: CustomScenario
     scenario: scenario.name, round, calls: run.calls, callsPerSec: run.calls / run.seconds,
     p50Us: percentile(sorted, 50), p99Us: percentile(sorted, 99), p999Us: percentile(sorted, 99.9),
     cpuUsPerCall: run.calls > 0 ? (cpu1 - cpu0) / run.calls : NaN,
-    loopLagP99Ms: loopLagMs(after), extra: { ...run.extra, ...verdict.extra }, problems: [...run.problems, ...verdict.problems],
+    loopLagP99Ms: loopLagMs(after), extra: { ...argon2Figures(before, after), ...run.extra, ...verdict.extra }, problems: [...run.problems, ...verdict.problems],
   };
 }

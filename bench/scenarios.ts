@@ -30,6 +30,64 @@ const authenticateValid = (credential: string) => ({
   decision: { rpc: "Authenticate", code: "VALID" },
 });
 
+/** Sends one wrong secret for one of `targets` (real key ids, valid checksum); resolves to the outcome. */
+function wrongSecretSender(ctx: BenchContext, targets: string[]): () => Promise<string> {
+  let i = 0;
+  return async () => {
+    const forged = generateKey(ctx.server.config.prefixes.live, targets[i++ % targets.length]!).full;
+    try {
+      const res = await ctx.transport.unary(AuthService.method.authenticate, undefined, 2_000, undefined, { credential: forged, clientIp: CLIENT_IP });
+      return Code[res.message.code] ?? String(res.message.code);
+    } catch (err) {
+      return `rpc_${RpcCode[ConnectError.from(err).code]}`;
+    }
+  };
+}
+
+/** Key ids the wrong-secret clients target: keys of their own tenant, so no other scenario's keys get throttled. */
+const wrongSecretTargets = async (ctx: BenchContext) => (await ctx.seedKeys(4, "bench-wrong-secrets")).map((k) => k.keyId);
+
+/**
+ * Wrong secrets for real key ids with valid checksums pass every cheap check, and each costs a
+ * database read and an argon2 verify. Worst case: the per-key-id failed-secret limiter is raised
+ * so that it never kicks in and every wrong secret reaches argon2.
+ */
+const WORST_CASE_LIMITER = { TOLLGATE_FAILED_SECRETS_PER_MINUTE: "100000" };
+
+/** Only the paced wrong secrets: the event-loop lag they cause on an otherwise idle server. */
+function wrongSecretsAlone() {
+  return customScenario({
+    name: "wrong-secrets",
+    title: `${WRONG_SECRETS_PER_SEC} wrong secrets/s alone (paced, open loop; latency and lag of those calls)`,
+    serverEnv: WORST_CASE_LIMITER,
+    setup: wrongSecretTargets,
+    async run(ctx, targets) {
+      const client = paced(WRONG_SECRETS_PER_SEC, wrongSecretSender(ctx, targets));
+      await new Promise((r) => setTimeout(r, ctx.durationSec * 1000));
+      const extra = await client.stop();
+      const problems = extra.outcome_VALID ? [`${extra.outcome_VALID} wrong secrets were accepted`] : [];
+      return { calls: extra.sent!, seconds: extra.sent! / extra.sentPerSec!, latenciesUs: client.latenciesUs, problems, extra };
+    },
+  });
+}
+
+/** Authenticate (cache warm) under h2load while the paced wrong secrets arrive alongside. */
+function underWrongSecrets() {
+  let targets: string[] = [];
+  return loadScenario({
+    name: "authenticate-under-wrong-secrets",
+    title: `Authenticate (cache warm) while ${WRONG_SECRETS_PER_SEC} wrong secrets/s arrive; CPU/call includes their argon2 work`,
+    method: AuthService.method.authenticate,
+    baseline: "noop",
+    serverEnv: WORST_CASE_LIMITER,
+    async setup(ctx) {
+      targets = await wrongSecretTargets(ctx);
+      return authenticateValid(await warmKey(ctx));
+    },
+    background: async (ctx) => paced(WRONG_SECRETS_PER_SEC, wrongSecretSender(ctx, targets)),
+  });
+}
+
 export const scenarios: Scenario[] = [
   loadScenario({
     name: "noop",
@@ -88,61 +146,3 @@ export const scenarios: Scenario[] = [
     },
   }),
 ];
-
-/** Sends one wrong secret for one of `targets` (real key ids, valid checksum); resolves to the outcome. */
-function wrongSecretSender(ctx: BenchContext, targets: string[]): () => Promise<string> {
-  let i = 0;
-  return async () => {
-    const forged = generateKey(ctx.server.config.prefixes.live, targets[i++ % targets.length]!).full;
-    try {
-      const res = await ctx.transport.unary(AuthService.method.authenticate, undefined, 2_000, undefined, { credential: forged, clientIp: CLIENT_IP });
-      return Code[res.message.code] ?? String(res.message.code);
-    } catch (err) {
-      return `rpc_${RpcCode[ConnectError.from(err).code]}`;
-    }
-  };
-}
-
-/** Key ids the wrong-secret clients target: keys of their own tenant, so no other scenario's keys get throttled. */
-const wrongSecretTargets = async (ctx: BenchContext) => (await ctx.seedKeys(4, "bench-wrong-secrets")).map((k) => k.keyId);
-
-/**
- * Wrong secrets for real key ids with valid checksums pass every cheap check, and each costs a
- * database read and an argon2 verify. Worst case: the per-key-id failed-secret limiter is raised
- * so that it never kicks in and every wrong secret reaches argon2.
- */
-const WORST_CASE_LIMITER = { TOLLGATE_FAILED_SECRETS_PER_MINUTE: "100000" };
-
-/** Only the paced wrong secrets: the event-loop lag they cause on an otherwise idle server. */
-function wrongSecretsAlone() {
-  return customScenario({
-    name: "wrong-secrets",
-    title: `${WRONG_SECRETS_PER_SEC} wrong secrets/s alone (paced, open loop; latency and lag of those calls)`,
-    serverEnv: WORST_CASE_LIMITER,
-    setup: wrongSecretTargets,
-    async run(ctx, targets) {
-      const client = paced(WRONG_SECRETS_PER_SEC, wrongSecretSender(ctx, targets));
-      await new Promise((r) => setTimeout(r, ctx.durationSec * 1000));
-      const extra = await client.stop();
-      const problems = extra.outcome_VALID ? [`${extra.outcome_VALID} wrong secrets were accepted`] : [];
-      return { calls: extra.sent!, seconds: extra.sent! / extra.sentPerSec!, latenciesUs: client.latenciesUs, problems, extra };
-    },
-  });
-}
-
-/** Authenticate (cache warm) under h2load while the paced wrong secrets arrive alongside. */
-function underWrongSecrets() {
-  let targets: string[] = [];
-  return loadScenario({
-    name: "authenticate-under-wrong-secrets",
-    title: `Authenticate (cache warm) while ${WRONG_SECRETS_PER_SEC} wrong secrets/s arrive; CPU/call includes their argon2 work`,
-    method: AuthService.method.authenticate,
-    baseline: "noop",
-    serverEnv: WORST_CASE_LIMITER,
-    async setup(ctx) {
-      targets = await wrongSecretTargets(ctx);
-      return authenticateValid(await warmKey(ctx));
-    },
-    background: async (ctx) => paced(WRONG_SECRETS_PER_SEC, wrongSecretSender(ctx, targets)),
-  });
-}
