@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -87,6 +87,8 @@ async function waitForReady(httpPort: number): Promise<void> {
  */
 export async function startBenchServer(env: Record<string, string>): Promise<BenchServer> {
   const work = await mkdtemp(join(tmpdir(), "tollgate-bench-"));
+  // As root, the embedded PostgreSQL runs as another user, which must be able to reach its data dir inside.
+  if (process.getuid?.() === 0) await chmod(work, 0o755);
   const local = await reachable(LOCAL_ADMIN_URL);
   const dbName = `tollgate_bench_${randomBytes(5).toString("hex")}`;
   let databaseUrl: string | undefined;
