@@ -15,7 +15,7 @@ import { seedKey } from "../test/support/server.js";
 import { INVALIDATION_CHANNEL } from "../src/store/notify.js";
 import type { LoadShape } from "./h2load.js";
 import { extrasText, headline, markdown, summarise, textTable } from "./report.js";
-import { prepareLoad, runCustomRound, runLoadRound, type ReadyLoad, type RoundResult } from "./runner.js";
+import { prepareLoad, runCustomRound, runLoadRound, settle, type ReadyLoad, type RoundResult } from "./runner.js";
 import type { BenchContext, Scenario } from "./scenario.js";
 import { scenarios as allScenarios } from "./scenarios.js";
 import { startBenchServer, type BenchServer } from "./server.js";
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
       for (const s of scenarios) {
         const r = s.kind === "load" ? await runLoadRound(ctx, ready.get(s.name) as ReadyLoad, shape, round, OUT_DIR) : await runCustomRound(ctx, s, ready.get(s.name), round);
         results.push(r);
+        await settle(server.httpPort);
         process.stderr.write(`round ${round} ${s.name}: ${Math.round(r.callsPerSec)} calls/s, p99 ${(r.p99Us / 1000).toFixed(2)} ms, ${Math.round(r.cpuUsPerCall)} µs CPU/call, loop lag p99 ${r.loopLagP99Ms.toFixed(1)} ms${r.problems.length ? `, PROBLEMS: ${r.problems.join("; ")}` : ""}\n`);
       }
     }

@@ -128,3 +128,20 @@ export async function runCustomRound(ctx: BenchContext, scenario: CustomScenario
     loopLagP99Ms: loopLagMs(after), extra: { ...argon2Figures(before, after), ...run.extra, ...verdict.extra }, problems: [...run.problems, ...verdict.problems],
   };
 }
+
+/**
+ * Waits until the server has no argon2 work left: verifications queued for callers that already
+ * gave up still run after a flood of wrong secrets stops, and would otherwise land in the next
+ * scenario's window. Settled = the verify count did not move for 500 ms (at most 60 s).
+ */
+export async function settle(httpPort: number): Promise<void> {
+  const count = async () => total(await scrape(httpPort), "tollgate_argon2_verify_seconds_count");
+  const deadline = Date.now() + 60_000;
+  let last = await count();
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = await count();
+    if (now === last) return;
+    last = now;
+  }
+}
