@@ -94,6 +94,9 @@ export async function runLoadRound(ctx: BenchContext, ready: ReadyLoad, shape: L
       const background = await ready.scenario.background?.(ctx);
       return { before, cpu0, ...(background ? { background } : {}) };
     })();
+  }).catch(async (err: unknown) => {
+    await (await start?.catch(() => undefined))?.background?.stop(); // don't leave a paced client running
+    throw err;
   });
   if (!start) throw new Error("h2load finished before its warm-up ended");
   const { before, cpu0, background } = await start;

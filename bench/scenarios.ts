@@ -88,6 +88,7 @@ function underWrongSecrets() {
   });
 }
 
+/** Every scenario, in the order each round runs them; baselines come before what is compared with them. */
 export const scenarios: Scenario[] = [
   loadScenario({
     name: "noop",
