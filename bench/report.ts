@@ -1,0 +1,114 @@
+/**
+ * Turning rounds into figures: medians per scenario, throughput and CPU ratios against each
+ * scenario's baseline (the median of per-round ratios, since rounds are interleaved), and the
+ * three outputs — a table on stdout, results.json, and a Markdown snippet for the README.
+ */
+import type { RoundResult } from "./runner.js";
+import type { Scenario } from "./scenario.js";
+
+/** The medians of one scenario over its rounds. */
+export interface Summary {
+  scenario: string;
+  title: string;
+  rounds: number;
+  callsPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  p999Us: number;
+  cpuUsPerCall: number;
+  loopLagP99Ms: number;
+  baseline?: string;
+  /** The throughput ratio the scenario should reach. */
+  target?: number;
+  /** Median over rounds of (this calls/s ÷ baseline calls/s in the same round). */
+  throughputRatio?: number;
+  /** Median over rounds of (this CPU per call ÷ baseline CPU per call in the same round). */
+  cpuRatio?: number;
+  extra: Record<string, number>;
+  problems: string[];
+}
+
+/** Median of the finite values (NaN when none). */
+export function median(values: number[]): number {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+function ratios(results: RoundResult[], name: string, baseline: string, field: "callsPerSec" | "cpuUsPerCall"): number {
+  const byRound = (n: string) => new Map(results.filter((r) => r.scenario === n).map((r) => [r.round, r[field]]));
+  const base = byRound(baseline);
+  return median([...byRound(name)].map(([round, v]) => v / (base.get(round) ?? NaN)));
+}
+
+/** Medians and ratios of every scenario that ran. */
+export function summarise(scenarios: Scenario[], results: RoundResult[]): Summary[] {
+  return scenarios.map((s) => {
+    const mine = results.filter((r) => r.scenario === s.name);
+    const pick = (f: (r: RoundResult) => number) => median(mine.map(f));
+    const extraKeys = new Set(mine.flatMap((r) => Object.keys(r.extra)));
+    const extra = Object.fromEntries([...extraKeys].map((k) => [k, pick((r) => r.extra[k] ?? NaN)]));
+    const baseline = s.kind === "load" ? s.baseline : undefined;
+    const target = s.kind === "load" ? s.target : undefined;
+    return {
+      scenario: s.name, title: s.title, rounds: mine.length,
+      callsPerSec: pick((r) => r.callsPerSec), p50Us: pick((r) => r.p50Us), p99Us: pick((r) => r.p99Us), p999Us: pick((r) => r.p999Us),
+      cpuUsPerCall: pick((r) => r.cpuUsPerCall), loopLagP99Ms: pick((r) => r.loopLagP99Ms),
+      ...(target !== undefined ? { target } : {}),
+      ...(baseline ? { baseline, throughputRatio: ratios(results, s.name, baseline, "callsPerSec"), cpuRatio: ratios(results, s.name, baseline, "cpuUsPerCall") } : {}),
+      extra, problems: [...new Set(mine.flatMap((r) => r.problems.map((p) => `round ${r.round}: ${p}`)))],
+    };
+  });
+}
+
+const ms = (us: number) => (Number.isFinite(us) ? (us / 1000).toFixed(us < 10_000 ? 2 : 1) : "–");
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
+const pct = (r: number | undefined) => (r === undefined || !Number.isFinite(r) ? "" : `${(r * 100).toFixed(0)} %`);
+
+const HEADER = ["scenario", "calls/s", "vs baseline", "p50 ms", "p99 ms", "p99.9 ms", "CPU µs/call", "CPU vs base", "loop lag p99 ms", "correct"];
+
+function row(s: Summary): string[] {
+  return [s.scenario, int(s.callsPerSec), pct(s.throughputRatio), ms(s.p50Us), ms(s.p99Us), ms(s.p999Us), int(s.cpuUsPerCall), pct(s.cpuRatio), s.loopLagP99Ms.toFixed(1), s.problems.length ? "NO" : "yes"];
+}
+
+/** The table for the terminal, columns padded. */
+export function textTable(summaries: Summary[]): string {
+  const rows = [HEADER, ...summaries.map(row)];
+  const widths = HEADER.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n");
+}
+
+/** The headline: each scenario with a target, its throughput as a share of its baseline's. */
+export function headline(summaries: Summary[]): string[] {
+  return summaries
+    .filter((s) => s.target !== undefined && s.throughputRatio !== undefined)
+    .map((s) => `${s.scenario}: ${pct(s.throughputRatio)} of ${s.baseline} throughput (target ≥ ${pct(s.target)}: ${s.throughputRatio! >= s.target! ? "met" : "NOT met"}); CPU per call ${pct(s.cpuRatio)} of ${s.baseline}'s`);
+}
+
+/** Figures beside the table: the extras of each scenario, one line each. */
+export function extrasText(summaries: Summary[]): string[] {
+  return summaries
+    .filter((s) => Object.keys(s.extra).length > 0)
+    .map((s) => `${s.scenario}: ${Object.entries(s.extra).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(1)}`).join(", ")}`);
+}
+
+/** The Markdown snippet for the README's performance section. */
+export function markdown(summaries: Summary[], context: { date: string; durationSec: number; rounds: number; machine: string; database: string; load: string }): string {
+  const lines = [
+    `Measured ${context.date} with \`npm run bench\` on ${context.machine}; ${context.database}; load from ${context.load}.`,
+    `Each figure is the median of ${context.rounds} interleaved round(s) of ${context.durationSec} s on one server; ratios are taken within a round.`,
+    "",
+    `| ${HEADER.join(" | ")} |`,
+    `| ${HEADER.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+    ...summaries.map((s) => `| ${row(s).join(" | ")} |`),
+    "",
+    ...summaries.map((s) => `- \`${s.scenario}\`: ${s.title}.`),
+    ...headline(summaries).map((h) => `- **${h}**`),
+    "",
+    "Other figures (medians):",
+    "",
+    ...extrasText(summaries).map((e) => `- ${e}`),
+  ];
+  return `${lines.join("\n")}\n`;
+}

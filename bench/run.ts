@@ -1,0 +1,125 @@
+/**
+ * `npm run bench`: one real server in a child process, every selected scenario measured in
+ * interleaved rounds on it, medians and ratios printed, and results written to bench/out/.
+ *
+ * Environment: BENCH_DURATION (measured seconds per run, default 10), BENCH_ROUNDS (default 3),
+ * BENCH_SCENARIOS (comma-separated names; baselines are added automatically), BENCH_WARMUP
+ * (seconds, default 2), BENCH_CONNECTIONS / BENCH_STREAMS (h2load -c / -m, default 4 / 32).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { seedKey } from "../test/support/server.js";
+import { INVALIDATION_CHANNEL } from "../src/store/notify.js";
+import type { LoadShape } from "./h2load.js";
+import { extrasText, headline, markdown, summarise, textTable } from "./report.js";
+import { prepareLoad, runCustomRound, runLoadRound, settle, type ReadyLoad, type RoundResult } from "./runner.js";
+import type { BenchContext, Scenario } from "./scenario.js";
+import { scenarios as allScenarios } from "./scenarios.js";
+import { startBenchServer, type BenchServer } from "./server.js";
+
+const OUT_DIR = join(import.meta.dirname, "out");
+
+function numberEnv(name: string, def: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return def;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return n;
+}
+
+/** The scenarios BENCH_SCENARIOS selects, plus the baselines they are compared with, in list order. */
+function selectScenarios(): Scenario[] {
+  const filter = process.env.BENCH_SCENARIOS?.split(",").map((s) => s.trim()).filter(Boolean);
+  if (!filter?.length) return allScenarios;
+  const unknown = filter.filter((f) => !allScenarios.some((s) => s.name === f));
+  if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(", ")}; known: ${allScenarios.map((s) => s.name).join(", ")}`);
+  const wanted = new Set(filter);
+  for (const s of allScenarios) if (wanted.has(s.name) && s.kind === "load" && s.baseline) wanted.add(s.baseline);
+  return allScenarios.filter((s) => wanted.has(s.name));
+}
+
+function contextFor(server: BenchServer, durationSec: number): BenchContext {
+  const app = { pool: server.pool, config: server.config };
+  const one = async (tenantId = "bench") => {
+    const { key, secret } = await seedKey(app, { tenantId, name: "bench key" });
+    return { keyId: key.keyId, secret };
+  };
+  return {
+    server,
+    durationSec,
+    transport: createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.grpcPort}` }),
+    seedKey: one,
+    async seedKeys(count, tenantId) {
+      const keys: { keyId: string; secret: string }[] = [];
+      for (let i = 0; i < count; i += 2) keys.push(...(await Promise.all(Array.from({ length: Math.min(2, count - i) }, () => one(tenantId)))));
+      return keys;
+    },
+    async invalidate(keyIds) {
+      await server.pool.query(`SELECT pg_notify('${INVALIDATION_CHANNEL}', 'key:' || id) FROM unnest($1::text[]) AS id`, [keyIds]);
+    },
+  };
+}
+
+function describeMachine(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} × ${cpus[0]?.model.trim() ?? "CPU"}, Node ${process.version}, load average ${os.loadavg()[0]!.toFixed(2)} at start`;
+}
+
+async function main(): Promise<void> {
+  const durationSec = numberEnv("BENCH_DURATION", 10);
+  const rounds = numberEnv("BENCH_ROUNDS", 3);
+  const shape: LoadShape = { threads: 1, connections: numberEnv("BENCH_CONNECTIONS", 4), streams: numberEnv("BENCH_STREAMS", 32), durationSec, warmUpSec: numberEnv("BENCH_WARMUP", 2) };
+  const scenarios = selectScenarios();
+  const machine = describeMachine();
+  const h2loadVersion = execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim();
+  await mkdir(OUT_DIR, { recursive: true });
+
+  const serverEnv = Object.assign({}, ...scenarios.map((s) => s.serverEnv ?? {})) as Record<string, string>;
+  const server = await startBenchServer(serverEnv);
+  process.stderr.write(`server pid ${server.pid} on gRPC :${server.grpcPort}, HTTP :${server.httpPort}; ${server.database}\n`);
+  const results: RoundResult[] = [];
+  try {
+    const ctx = contextFor(server, durationSec);
+    const ready = new Map<string, ReadyLoad | unknown>();
+    for (const s of scenarios) {
+      process.stderr.write(`setting up ${s.name}\n`);
+      ready.set(s.name, s.kind === "load" ? await prepareLoad(ctx, s, OUT_DIR) : await s.setup(ctx));
+    }
+    for (let round = 1; round <= rounds; round++) {
+      for (const s of scenarios) {
+        const r = s.kind === "load" ? await runLoadRound(ctx, ready.get(s.name) as ReadyLoad, shape, round, OUT_DIR) : await runCustomRound(ctx, s, ready.get(s.name), round);
+        results.push(r);
+        await settle(server.httpPort);
+        process.stderr.write(`round ${round} ${s.name}: ${Math.round(r.callsPerSec)} calls/s, p99 ${(r.p99Us / 1000).toFixed(2)} ms, ${Math.round(r.cpuUsPerCall)} µs CPU/call, loop lag p99 ${r.loopLagP99Ms.toFixed(1)} ms${r.problems.length ? `, PROBLEMS: ${r.problems.join("; ")}` : ""}\n`);
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+
+  const summaries = summarise(scenarios, results);
+  const load = `h2load (${h2loadVersion}) -t${shape.threads} -c${shape.connections} -m${shape.streams}, ${shape.warmUpSec} s warm-up`;
+  const date = new Date().toISOString();
+  const snippet = markdown(summaries, { date: date.slice(0, 10), durationSec, rounds, machine, database: server.database, load });
+  await writeFile(join(OUT_DIR, "results.json"), JSON.stringify({ date, machine, database: server.database, load, durationSec, rounds, summaries, results }, null, 2));
+  await writeFile(join(OUT_DIR, "README-snippet.md"), snippet);
+
+  console.log(`\n${textTable(summaries)}\n`);
+  for (const line of extrasText(summaries)) console.log(line);
+  console.log("");
+  for (const line of headline(summaries)) console.log(`>>> ${line}`);
+  const problems = summaries.flatMap((s) => s.problems.map((p) => `${s.scenario} ${p}`));
+  if (problems.length) {
+    console.log(`\nThe load did NOT get the expected answers:\n  ${problems.join("\n  ")}`);
+    process.exitCode = 1;
+  }
+  console.log(`\n${machine}. Results: bench/out/results.json, bench/out/README-snippet.md`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,54 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { latencies, percentile } from "../bench/h2load.js";
+import { decisionCodes, parseMetrics, rpcCodes, total } from "../bench/metrics.js";
+import { median, summarise } from "../bench/report.js";
+import type { RoundResult } from "../bench/runner.js";
+import type { Scenario } from "../bench/scenario.js";
+
+const dir = await mkdtemp(join(tmpdir(), "bench-helpers-"));
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe("bench helpers", () => {
+  it("reads counters and gauges from Prometheus text, per label set", () => {
+    const before = parseMetrics(['# HELP x y', 'tollgate_rpc_total{service="a.S",method="M",code="OK"} 10', 'tollgate_decisions_total{rpc="M",code="VALID"} 10'].join("\n"));
+    const after = parseMetrics([
+      'tollgate_rpc_total{service="a.S",method="M",code="OK"} 110',
+      'tollgate_rpc_total{service="a.S",method="M",code="Unavailable"} 3',
+      'tollgate_decisions_total{rpc="M",code="VALID"} 105',
+      "tollgate_event_loop_delay_p99_seconds 0.0125",
+    ].join("\n"));
+    expect(rpcCodes(before, after, "a.S", "M")).toEqual({ OK: 100, Unavailable: 3 });
+    expect(decisionCodes(before, after, "M")).toEqual({ VALID: 95 });
+    expect(total(after, "tollgate_event_loop_delay_p99_seconds")).toBe(0.0125);
+  });
+
+  it("takes percentiles by nearest rank and medians of finite values only", () => {
+    const sorted = Array.from({ length: 1000 }, (_, i) => i + 1);
+    expect([percentile(sorted, 50), percentile(sorted, 99), percentile(sorted, 99.9)]).toEqual([500, 990, 999]);
+    expect(median([3, NaN, 1, 2])).toBe(2);
+    expect(median([4, 1, 2, 3])).toBe(2.5);
+  });
+
+  it("keeps only status-200 rows of the measured window from an h2load log", async () => {
+    const log = join(dir, "lat.tsv");
+    // Two warm-up rows more than 1 s before the last start, one in-flight row stopped with status 0.
+    await writeFile(log, ["1000000\t200\t900", "1500000\t200\t800", "2600000\t200\t300", "2700000\t0\t5", "3000000\t200\t100"].join("\n"));
+    expect(await latencies(log, 1)).toEqual([100, 300]);
+  });
+
+  it("compares throughput with the baseline round by round, then takes the median", () => {
+    const scenarios = [
+      { kind: "load", name: "noop", title: "", method: undefined as never, setup: async () => undefined as never },
+      { kind: "load", name: "auth", title: "", baseline: "noop", target: 0.9, method: undefined as never, setup: async () => undefined as never },
+    ] as Scenario[];
+    const r = (scenario: string, round: number, callsPerSec: number): RoundResult => ({ scenario, round, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: callsPerSec, loopLagP99Ms: 1, extra: {}, problems: [] });
+    // Machine speed drifts between rounds; per-round ratios are 0.9, 0.8 and 1.0.
+    const results = [r("noop", 1, 1000), r("auth", 1, 900), r("noop", 2, 500), r("auth", 2, 400), r("noop", 3, 2000), r("auth", 3, 2000)];
+    const [, auth] = summarise(scenarios, results);
+    expect(auth!.throughputRatio).toBeCloseTo(0.9);
+    expect(auth!.callsPerSec).toBe(900);
+  });
+});
