@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import type net from "node:net";
 import type pg from "pg";
 import type { Config } from "./config/config.js";
-import { createLogger, type Logger } from "./observability/logger.js";
+import { createLogger, flushLogs, type Logger } from "./observability/logger.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { createPool } from "./store/db.js";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./store/embedded.js";
@@ -104,6 +104,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     concurrency: config.argon2Concurrency,
     queueLimit: config.argon2QueueLimit,
     onVerify: (seconds, ok) => metrics.argon2Duration.observe({ outcome: ok ? "match" : "mismatch" }, seconds),
+    onQueue: (depth) => metrics.argon2Queue.set(depth),
   });
   const verifier = createKeyVerifier({
     loadKey: (keyId) =>
@@ -243,6 +244,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await embedded?.stop();
     metrics.stop();
     logger.info("tollgate stopped");
+    flushLogs(logger);
   }
 
   return {

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { parseMasterKey, parseTokenConfig, type TokenConfig } from "../tokens/token-config.js";
 
 /** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
@@ -102,7 +103,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       iterations: int("TOLLGATE_ARGON2_ITERATIONS", 2, 2, 100),
       parallelism: int("TOLLGATE_ARGON2_PARALLELISM", 1, 1, 16),
     },
-    argon2Concurrency: int("TOLLGATE_ARGON2_CONCURRENCY", 2, 1, 64),
+    // One core stays free for the event loop: on 2 cores, two argon2 threads starve it (measured).
+    argon2Concurrency: int("TOLLGATE_ARGON2_CONCURRENCY", Math.max(1, availableParallelism() - 1), 1, 64),
     argon2QueueLimit: int("TOLLGATE_ARGON2_QUEUE_LIMIT", 256, 1, 100000),
     keyCacheTtlMs: int("TOLLGATE_KEY_CACHE_TTL_MS", 60_000, 0, 3_600_000),
     keyCacheStaleMs: int("TOLLGATE_KEY_CACHE_STALE_MS", 300_000, 0, 86_400_000),

@@ -23,6 +23,8 @@ export interface HasherOptions {
   /** Most waiting verifications; beyond that the call fails fast as UNAVAILABLE (overload). */
   queueLimit: number;
   onVerify?: (seconds: number, ok: boolean) => void;
+  /** Reports the number of waiting verifications whenever it changes. */
+  onQueue?: (depth: number) => void;
 }
 
 /** Creates the argon2id hasher with bounded concurrency and a bounded queue. */
@@ -35,7 +37,11 @@ export function createHasher(options: HasherOptions): SecretHasher {
   async function slot<T>(fn: () => Promise<T>): Promise<T> {
     if (running >= options.concurrency) {
       if (waiting.length >= options.queueLimit) throw unavailable("OVERLOADED", "too many key verifications in progress; retry shortly");
-      await new Promise<void>((resolve) => waiting.push(resolve));
+      await new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        options.onQueue?.(waiting.length);
+      });
+      options.onQueue?.(waiting.length);
     }
     running++;
     try {
