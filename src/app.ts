@@ -18,6 +18,9 @@ import { createAdminAuthenticator } from "./services/admin-auth.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createKeyService } from "./services/key-service.js";
 import { createTenantService } from "./services/tenant-service.js";
+import { createUsageService } from "./services/usage-service.js";
+import { createQuotaRuntime, type QuotaRuntime } from "./quota/quota-runtime.js";
+import { UsageService, file_tollgate_v1_usage_service } from "./gen/tollgate/v1/usage_service_pb.js";
 import { instrument } from "./transport/pipeline.js";
 import { mountOnGrpc } from "./transport/grpc-server.js";
 import { createHttpServer } from "./transport/http-server.js";
@@ -43,6 +46,7 @@ export interface App {
   metrics: Metrics;
   verifier: KeyVerifier;
   health: HealthStatus;
+  quota: QuotaRuntime;
   stop(): Promise<void>;
 }
 
@@ -108,26 +112,32 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onCache: (result) => metrics.keyCache.inc({ result }),
   });
 
+  const quota = createQuotaRuntime(pool, config.quota, now, logger);
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
     logger,
     onMessage: (payload) => {
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
+      else if (payload.startsWith("limits:")) quota.catalog.invalidate();
     },
-    onReset: () => verifier.invalidateAll(),
+    onReset: () => {
+      verifier.invalidateAll();
+      quota.catalog.invalidate();
+    },
   });
 
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_usage_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, now, quota: quota.service, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
+    [UsageService, instrument(UsageService, createUsageService(quota.repo, adminAuth, now), pipeline)],
     [Health, createHealthService(health)],
     [ReflectionV1, reflection.v1],
     [ReflectionV1alpha, reflection.v1alpha],
@@ -188,6 +198,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       httpServer.close(() => resolve());
       for (const s of sockets) s.destroy();
     });
+    // Calls are drained: hand leased quota back and write the last usage before the pool closes.
+    await quota.close();
     await listener.close();
     await pool.end();
     await embedded?.stop();
@@ -196,7 +208,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   return {
-    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health,
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, health, quota,
     stop: () => (stopping ??= stop()),
   };
 }

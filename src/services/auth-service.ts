@@ -1,6 +1,8 @@
 import { Code as RpcCode, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Violations } from "../domain/errors.js";
 import type { KeyVerifier } from "../keys/verifier.js";
+import type { QuotaService } from "../quota/quota-service.js";
+import { consumeQuota } from "./consume-quota.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
@@ -9,6 +11,7 @@ export interface AuthServiceDeps {
   verifier: KeyVerifier;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
+  quota?: QuotaService;
 }
 
 const notYet = (rpc: string) => () => {
@@ -40,7 +43,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       };
     },
     authorize: notYet("Authorize"),
-    consumeQuota: notYet("ConsumeQuota"),
+    consumeQuota: deps.quota ? (req, ctx) => consumeQuota({ ...deps, quota: deps.quota! }, req, ctx) : notYet("ConsumeQuota"),
     issueToken: notYet("IssueToken"),
     rotateKey: notYet("RotateKey"),
   };
