@@ -113,7 +113,8 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
     return Math.floor(levelAt(bucketShape(slot.def), { tokens: slot.storeLeft, atMs: slot.learnedAtMs }, nowMs));
   }
 
-  async function lease(slot: Slot, need: number, want: number): Promise<void> {
+  /** One atomic lease statement; returns how many tokens it granted into local memory. */
+  async function lease(slot: Slot, need: number, want: number): Promise<number> {
     const nowMs = now();
     if (isBucket(slot.def)) {
       const shape = bucketShape(slot.def);
@@ -121,6 +122,8 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       slot.storeLeft = r.tokens;
       slot.local += r.granted;
       if (r.granted > 0) slot.leasedAtMs = nowMs;
+      slot.learnedAtMs = nowMs;
+      return r.granted;
     } else {
       const d = slot.def;
       const r = await repo.leaseWindow({ limitId: d.limitId, subject: slot.subject, windowIndex: slot.windowIndex, amount: d.amount,
@@ -128,19 +131,27 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       slot.capacity = r.capacity;
       slot.storeLeft = r.capacity - r.used;
       slot.local += r.granted;
+      slot.learnedAtMs = nowMs;
+      return r.granted;
     }
-    slot.learnedAtMs = nowMs;
   }
 
-  /** Makes `cost` available locally if the store can grant it; false when it cannot (answered from memory while known). */
-  async function ensure(slot: Slot, cost: number): Promise<boolean> {
+  /**
+   * Takes `cost` from local memory, leasing from the store first if needed; false when the store
+   * cannot grant it (answered from memory while that is known). The take happens synchronously
+   * with the check, so concurrent calls never spend the same token.
+   */
+  async function acquire(slot: Slot, cost: number): Promise<boolean> {
     for (;;) {
       if (isBucket(slot.def) && slot.local > 0 && now() - slot.leasedAtMs >= o.bucketLeaseMs) {
         // A rate token must be spent soon after it left the bucket, or the bucket's burst bound would stretch.
         slot.toReturn += slot.local;
         slot.local = 0;
       }
-      if (slot.local >= cost) return true;
+      if (slot.local >= cost) {
+        slot.local -= cost;
+        return true;
+      }
       const need = cost - slot.local;
       const fresh = now() < slot.learnedAtMs + o.recheckMs;
       if (fresh && need > storeLeftNow(slot, now())) return false;
@@ -149,17 +160,17 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
         continue;
       }
       const want = Math.max(need, Math.min(o.maxBlock, Math.max(o.minBlock, Math.ceil(slot.rate * o.targetLeaseMs))));
-      const before = slot.local;
-      slot.inflight = lease(slot, need, want).finally(() => (slot.inflight = undefined));
-      await slot.inflight;
-      if (slot.local === before && slot.local < cost) return false;
+      const granted = lease(slot, need, want);
+      slot.inflight = granted.then(() => undefined).finally(() => (slot.inflight = undefined));
+      // The store granted nothing: it is exhausted for this cost (anything granted goes round the loop again).
+      if ((await granted) === 0 && slot.local < cost) return false;
     }
   }
 
   /** Brings what this replica knows of the store up to date when it is stale (checks and dry runs). */
   async function refresh(slot: Slot): Promise<void> {
     if (now() < slot.learnedAtMs + o.recheckMs) return;
-    if (!slot.inflight) slot.inflight = lease(slot, 1, 0).finally(() => (slot.inflight = undefined));
+    if (!slot.inflight) slot.inflight = lease(slot, 1, 0).then(() => undefined).finally(() => (slot.inflight = undefined));
     await slot.inflight;
   }
 
@@ -202,8 +213,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
           continue;
         }
         observe(slot, cost, nowMs);
-        const fits = await ensure(slot, cost);
-        if (fits) slot.local -= cost;
+        const fits = await acquire(slot, cost);
         outcomes.push(outcome(slot, cost, fits, fits ? cost : 0, nowMs));
         if (!fits && !slot.def.shadow) denied = true;
       }
