@@ -161,7 +161,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       }
       const want = Math.max(need, Math.min(o.maxBlock, Math.max(o.minBlock, Math.ceil(slot.rate * o.targetLeaseMs))));
       const granted = lease(slot, need, want);
-      slot.inflight = granted.then(() => undefined).finally(() => (slot.inflight = undefined));
+      slot.inflight = settled(granted, slot);
       // The store granted nothing: it is exhausted for this cost (anything granted goes round the loop again).
       if ((await granted) === 0 && slot.local < cost) return false;
     }
@@ -170,8 +170,10 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   /** Brings what this replica knows of the store up to date when it is stale (checks and dry runs). */
   async function refresh(slot: Slot): Promise<void> {
     if (now() < slot.learnedAtMs + o.recheckMs) return;
-    if (!slot.inflight) slot.inflight = lease(slot, 1, 0).then(() => undefined).finally(() => (slot.inflight = undefined));
-    await slot.inflight;
+    if (slot.inflight) return slot.inflight;
+    const learned = lease(slot, 1, 0);
+    slot.inflight = settled(learned, slot);
+    await learned;
   }
 
   function observe(slot: Slot, cost: number, nowMs: number): void {
@@ -264,6 +266,11 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
 
     held: () => [...slots.values()].reduce((n, s) => n + s.local, 0),
   };
+}
+
+/** What waiters on a slot's lease await: it never rejects (the caller that started it gets the error) and clears itself. */
+function settled(lease: Promise<unknown>, slot: Slot): Promise<void> {
+  return lease.then(() => undefined, () => undefined).finally(() => (slot.inflight = undefined));
 }
 
 function releaseOf(slot: Slot): Release {

@@ -207,7 +207,7 @@ export function createQuotaRepo(db: Queryable) {
     },
 
     /**
-     * Usage between two instants, grouped by `groupBy` (plus the bucket when `perBucket`), optionally
+     * Usage of the roll-up buckets that overlap [from, to], grouped by `groupBy` (plus the bucket when `perBucket`), optionally
      * inside one tenant or for one key. Index `quota_usage_tenant` serves the tenant filter.
      */
     async usage(q: { granularity: "minute" | "hour" | "day"; from: Date; to: Date; tenantId?: string; keyId?: string; groupBy: "total" | "tenant" | "key"; perBucket: boolean; limit: number }): Promise<UsageRow[]> {
@@ -215,7 +215,7 @@ export function createQuotaRepo(db: Queryable) {
       if (q.perBucket) cols.unshift("bucket_start");
       const { rows } = await run<Record<string, unknown>>(
         `SELECT ${cols.join(", ")}, sum(admitted)::bigint AS admitted, sum(denied)::bigint AS denied, sum(cost)::bigint AS cost
-         FROM quota_usage WHERE granularity = $1 AND bucket_start >= $2 AND bucket_start < $3
+         FROM quota_usage WHERE granularity = $1 AND bucket_start > $2::timestamptz - ('1 ' || $1)::interval AND bucket_start <= $3
            AND ($4::text IS NULL OR tenant_id = $4) AND ($5::text IS NULL OR key_id = $5)
          GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")} LIMIT $6`,
         [q.granularity, q.from, q.to, q.tenantId ?? null, q.keyId ?? null, q.limit]);

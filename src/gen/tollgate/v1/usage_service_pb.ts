@@ -19,14 +19,15 @@ export const file_tollgate_v1_usage_service: GenFile = /*@__PURE__*/
  */
 export type GetUsageRequest = Message<"tollgate.v1.GetUsageRequest"> & {
   /**
-   * Inclusive start; unset = end_time minus 7 days.
+   * Start of the range; unset = end_time minus 7 days. Every roll-up bucket that overlaps
+   * [start_time, end_time] is counted whole.
    *
    * @generated from field: google.protobuf.Timestamp start_time = 1;
    */
   startTime?: Timestamp | undefined;
 
   /**
-   * Exclusive end; unset = now.
+   * End of the range; unset = now.
    *
    * @generated from field: google.protobuf.Timestamp end_time = 2;
    */
