@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { runCli } from "../src/cli/main.js";
 import net from "node:net";
 import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -8,7 +9,7 @@ import { Code } from "../src/gen/tollgate/v1/code_pb.js";
 import type { App } from "../src/app.js";
 import { createTestDatabase, type TestDatabase } from "./support/db.js";
 import { grpcClient, seedKey, startTestServer } from "./support/server.js";
-import { defineLimit } from "./support/quota.js";
+import { defineLimit, storedUsed } from "./support/quota.js";
 
 let db: TestDatabase;
 let app: App;
@@ -147,6 +148,45 @@ describe("ConsumeQuota", () => {
     ]);
     await expect(usage.getUsage({ tenantId: "acme" }, bearer(admin.secret))).rejects.toSatisfy((e: ConnectError) => e.code === RpcCode.PermissionDenied);
     await expect(usage.getUsage({})).rejects.toSatisfy((e: ConnectError) => e.code === RpcCode.Unauthenticated);
+  });
+});
+
+describe("tollgate usage CLI", () => {
+  it("prints a weekly summary and sums by tenant and by key from the roll-ups", async () => {
+    const { key, secret } = await seedKey(app, { tenantId: "cli-t", plan: "qa" });
+    clock = Date.now(); // the CLI reads the wall clock
+    await client.consumeQuota({ credential: secret, limits: ["tokens"], cost: 11n });
+    await app.quota.flush();
+    const printed: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => void printed.push(args.join(" ")));
+    const saved = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = db.url;
+    try {
+      expect(await runCli(["usage", "by-key", "--tenant", "cli-t"])).toBe(0);
+      expect(printed).toContain(["cli-t", key.keyId, "tokens", 1, 0, 11].join("\t"));
+      expect(await runCli(["usage", "by-tenant", "--period", "day"])).toBe(0);
+      expect(printed).toContain(["cli-t", "tokens", 1, 0, 11].join("\t"));
+      expect(await runCli(["usage", "summary", "--period", "week", "--tenant", "cli-t", "--json"])).toBe(0);
+      expect(JSON.parse(printed.at(-1)!)).toEqual([expect.objectContaining({ limitName: "tokens", admitted: 1, cost: 11 })]);
+      expect(await runCli(["usage", "summary", "--period", "fortnight"])).toBe(2);
+    } finally {
+      log.mockRestore();
+      process.env.DATABASE_URL = saved;
+    }
+  });
+});
+
+describe("graceful shutdown", () => {
+  it("hands every leased but unused token back to PostgreSQL when the server stops", async () => {
+    const replica = await startTestServer(db.url, { now: () => clock, env: { TOLLGATE_QUOTA_MIN_BLOCK: "40" } });
+    const { key, secret } = await seedKey(replica, { tenantId: "acme", plan: "qa" });
+    const limitId = await defineLimit(replica.pool, { name: "stopper", scope: "key", scopeId: key.keyId, period: "day", amount: 1000 });
+    replica.quota.catalog.invalidate();
+    const c = grpcClient(AuthService, replica.grpcPort);
+    for (let i = 0; i < 3; i++) expect((await c.consumeQuota({ credential: secret, limits: ["stopper"] })).allowed).toBe(true);
+    expect(await storedUsed(app.pool, limitId)).toBe(40); // one block leased
+    await replica.stop();
+    expect(await storedUsed(app.pool, limitId)).toBe(3);
   });
 });
 

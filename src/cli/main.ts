@@ -9,6 +9,7 @@ import { migrate } from "../store/migrate.js";
 import { tenantsRepo } from "../store/tenants-repo.js";
 import { openCliDatabase, type CliDatabase } from "./database.js";
 import { keyJson, keyLine, parseDuration } from "./format.js";
+import { UsageCliError, usageCommand } from "./usage.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -22,6 +23,7 @@ usage:
   tollgate keys list --tenant T [--include-revoked] [--limit N] [--json]
   tollgate keys get <key-id> [--json]
   tollgate keys revoke <key-id> [--reason R] [--json]
+  tollgate usage summary|by-tenant|by-key [--period hour|day|week|month] [--tenant T] [--key K] [--json]
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -32,6 +34,7 @@ const OPTIONS = {
   prefix: { type: "string" }, permissions: { type: "string" }, roles: { type: "string" }, plan: { type: "string" },
   "expires-in": { type: "string" }, ip: { type: "string" }, owner: { type: "string" }, json: { type: "boolean" },
   "include-revoked": { type: "boolean" }, limit: { type: "string" }, reason: { type: "string" }, help: { type: "boolean", short: "h" },
+  period: { type: "string" }, key: { type: "string" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -118,17 +121,18 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "usage"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
+    else if (group === "usage") await usageCommand(db, sub, values);
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);
     } else throw new UsageError("usage: tollgate tenants create <tenant-id>");
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof UsageCliError) {
       console.error(`${err.message}\n\n${USAGE}`);
       return 2;
     }
