@@ -112,7 +112,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onCache: (result) => metrics.keyCache.inc({ result }),
   });
 
-  const quota = createQuotaRuntime(pool, config.quota, now, logger);
+  const quota = createQuotaRuntime(pool, config.quota, now, logger, metrics.registry);
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,

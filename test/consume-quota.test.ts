@@ -185,6 +185,8 @@ describe("graceful shutdown", () => {
     const c = grpcClient(AuthService, replica.grpcPort);
     for (let i = 0; i < 3; i++) expect((await c.consumeQuota({ credential: secret, limits: ["stopper"] })).allowed).toBe(true);
     expect(await storedUsed(app.pool, limitId)).toBe(40); // one block leased
+    const metrics = await (await fetch(`http://127.0.0.1:${replica.httpPort}/metrics`)).text();
+    expect(Number(/^tollgate_quota_db_statements_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     await replica.stop();
     expect(await storedUsed(app.pool, limitId)).toBe(3);
   });

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { Counter, type Registry } from "prom-client";
 import type { Logger } from "../observability/logger.js";
 import { createQuotaRepo, type QuotaRepo } from "../store/quota-repo.js";
 import { createCatalogCache, type CatalogCache } from "./catalog-cache.js";
@@ -32,8 +33,21 @@ export interface QuotaRuntime {
  * ended-window tokens back, writes usage roll-ups in one statement, and sweeps expired
  * idempotency records once a minute. Failures are logged and retried on the next tick.
  */
-export function createQuotaRuntime(pool: pg.Pool, settings: QuotaSettings, now: () => number, logger: Logger): QuotaRuntime {
+export function createQuotaRuntime(pool: pg.Pool, settings: QuotaSettings, now: () => number, logger: Logger, registry?: Registry): QuotaRuntime {
   const repo = createQuotaRepo(pool);
+  if (registry) {
+    // Read at scrape time: the bench divides this by admitted calls (target ≤ 20 per 1,000).
+    let reported = 0;
+    new Counter({
+      name: "tollgate_quota_db_statements_total",
+      help: "PostgreSQL statements sent by the quota store (leases, returns, usage, idempotency)",
+      registers: [registry],
+      collect() {
+        this.inc(repo.statements - reported);
+        reported = repo.statements;
+      },
+    });
+  }
   const engine = createLeaseEngine(repo, now, settings.leasing);
   const catalog = createCatalogCache(() => repo.loadLimits(), now, settings.catalogTtlMs);
   const usage = createUsageRecorder((items) => repo.addUsage(items), now);
