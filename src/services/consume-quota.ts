@@ -34,9 +34,11 @@ const QUOTA_MESSAGES: Record<QuotaDecision["code"], string> = {
   BUDGET_EXCEEDED: "the budget is used up",
 };
 
+/** Validates every field at once; returns the cost (unset = 1). An int64 outside the safe range is reported, never truncated. */
 function validate(req: ConsumeQuotaRequest): number {
   const v = new Violations();
-  const cost = req.cost === undefined ? 1 : req.cost > BigInt(Number.MAX_SAFE_INTEGER) || req.cost < -BigInt(Number.MAX_SAFE_INTEGER) ? Number.NaN : Number(req.cost);
+  const safe = req.cost === undefined || (req.cost >= 0n && req.cost <= BigInt(Number.MAX_SAFE_INTEGER));
+  const cost = req.cost === undefined ? 1 : safe ? Number(req.cost) : req.cost < 0n ? -1 : Number.MAX_SAFE_INTEGER;
   checkCredential(v, "credential", req.credential);
   if (req.credential !== "" && req.keyId !== "") v.add("key_id", "set either credential or key_id, not both");
   else if (req.keyId !== "" && !isKeyId(req.keyId)) v.add("key_id", "must be a 16-character key id");
@@ -44,7 +46,7 @@ function validate(req: ConsumeQuotaRequest): number {
   req.limits.forEach((name, i) => {
     if (!NAME_TOKEN_PATTERN.test(name)) v.add(`limits[${i}]`, "must be 1-64 letters, digits, '_', '.', ':' or '-'");
   });
-  checkQuotaRequest(v, { limits: req.limits, cost: Number.isNaN(cost) ? -1 : cost, idempotencyKey: req.idempotencyKey });
+  checkQuotaRequest(v, { limits: req.limits, cost, idempotencyKey: req.idempotencyKey });
   v.throwIfAny();
   return cost;
 }
