@@ -26,6 +26,7 @@ beforeAll(async () => {
   await defineLimit(app.pool, { name: "tokens", scopeId: "qa", period: "hour", amount: 100 });
   await defineLimit(app.pool, { name: "shadowed", scopeId: "qa", period: "day", amount: 1, shadow: true });
   await defineLimit(app.pool, { name: "credits", scopeId: "qa", kind: "budget", period: "none", amount: 5 });
+  await defineLimit(app.pool, { name: "bursty", scopeId: "qa", kind: "rate", amount: 2, refill: 1, period: "minute" });
   app.quota.catalog.invalidate();
 });
 afterAll(async () => {
@@ -64,6 +65,19 @@ describe("ConsumeQuota", () => {
     expect(JSON.parse(denied.clientResponse!.body)).toMatchObject({ status: 429, code: "QUOTA_EXCEEDED", type: "https://tollgate.dev/problems/quota-exceeded" });
     clock = Date.parse("2024-03-01T00:00:00Z"); // leap day ends; a fresh window begins exactly here
     expect((await client.consumeQuota({ credential: secret })).allowed).toBe(true);
+  });
+
+  it("rate-limits with a token bucket: the burst, then RATE_LIMITED until a token refills", async () => {
+    const { secret } = await seedKey(app, { tenantId: "acme", plan: "qa" });
+    clock = Date.parse("2024-03-01T08:00:00Z");
+    for (let i = 0; i < 2; i++) expect((await client.consumeQuota({ credential: secret, limits: ["bursty"] })).allowed).toBe(true);
+    const denied = await client.consumeQuota({ credential: secret, limits: ["bursty"] });
+    expect(denied).toMatchObject({ allowed: false, code: Code.RATE_LIMITED });
+    expect(denied.headers["retry-after"]).toBe("60");
+    expect(denied.headers["ratelimit-policy"]).toBe('"bursty";q=2;w=120');
+    expect(denied.clientResponse?.httpStatus).toBe(429);
+    clock += 60_000;
+    expect((await client.consumeQuota({ credential: secret, limits: ["bursty"] })).allowed).toBe(true);
   });
 
   it("checks without charging at cost 0 and in a dry run", async () => {
@@ -148,6 +162,9 @@ describe("ConsumeQuota", () => {
     ]);
     await expect(usage.getUsage({ tenantId: "acme" }, bearer(admin.secret))).rejects.toSatisfy((e: ConnectError) => e.code === RpcCode.PermissionDenied);
     await expect(usage.getUsage({})).rejects.toSatisfy((e: ConnectError) => e.code === RpcCode.Unauthenticated);
+    await expect(usage.getUsage({ keyId: "short" }, bearer(admin.secret))).rejects.toSatisfy(invalid("key_id"));
+    await expect(usage.getUsage({ startTime: { seconds: 2000000000n, nanos: 0 }, endTime: { seconds: 1000000000n, nanos: 0 } }, bearer(admin.secret))).rejects.toSatisfy(invalid("start_time"));
+    await expect(usage.getUsage({ maxRows: 10_001 }, bearer(admin.secret))).rejects.toSatisfy(invalid("max_rows"));
   });
 });
 
@@ -212,6 +229,9 @@ describe("ConsumeQuota when PostgreSQL goes away", () => {
     try {
       const c = grpcClient(AuthService, replica.grpcPort);
       const { secret } = await seedKey(replica, { tenantId: "acme", plan: "qa" });
+      const admin = await seedKey(replica, { tenantId: "acme", admin: "tenant" });
+      const usage = grpcClient(UsageService, replica.grpcPort);
+      await usage.getUsage({}, bearer(admin.secret)); // caches the admin key
       expect((await c.consumeQuota({ credential: secret, limits: ["tokens"] })).allowed).toBe(true); // leases a block of 5
       proxy.close();
       for (const s of sockets) s.destroy();
@@ -221,6 +241,7 @@ describe("ConsumeQuota when PostgreSQL goes away", () => {
         (e: ConnectError) => e.code === RpcCode.Unavailable,
       );
       expect(Date.now() - started).toBeLessThan(2000);
+      await expect(usage.getUsage({}, { ...bearer(admin.secret), timeoutMs: 2000 })).rejects.toSatisfy((e: ConnectError) => e.code === RpcCode.Unavailable);
     } finally {
       await replica.stop();
     }
