@@ -27,6 +27,9 @@ import { createAdminAuthenticator } from "./services/admin-auth.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createKeyService } from "./services/key-service.js";
 import { createTenantService } from "./services/tenant-service.js";
+import { createUsageService } from "./services/usage-service.js";
+import { createQuotaRuntime, type QuotaRuntime } from "./quota/quota-runtime.js";
+import { UsageService, file_tollgate_v1_usage_service } from "./gen/tollgate/v1/usage_service_pb.js";
 import { instrument } from "./transport/pipeline.js";
 import { mountOnGrpc } from "./transport/grpc-server.js";
 import { createHttpServer } from "./transport/http-server.js";
@@ -60,6 +63,7 @@ export interface App {
   health: HealthStatus;
   /** Signing keys, keyring, token issuer and verifier. */
   tokens: TokenParts;
+  quota: QuotaRuntime;
   stop(): Promise<void>;
 }
 
@@ -140,6 +144,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     now, ttlMs: config.keyCacheTtlMs, staleMs: config.keyCacheStaleMs, maxEntries: config.keyCacheMaxEntries,
   });
 
+  const quota = createQuotaRuntime(pool, config.quota, now, logger, metrics.registry);
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
@@ -148,11 +153,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
       else if (payload.startsWith("rotation_policy:")) void rotationPolicies.reload();
       else if (payload.startsWith("plan:") || payload.startsWith("roles:")) policies.handleInvalidation(payload);
+      else if (payload.startsWith("limits:")) quota.catalog.invalidate();
       else tokens.onInvalidation(payload);
     },
     onReset: () => {
       verifier.invalidateAll();
       policies.invalidateAll();
+      quota.catalog.invalidate();
       void rotationPolicies.reload();
       tokens.onReset();
     },
@@ -161,7 +168,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const rotateKey = createRotateKeyHandler({
@@ -171,11 +178,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     maxGraceMs: config.rotation.maxGraceSeconds * 1000,
   });
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, policies, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, policies, quota: quota.service, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
     [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],
     [PolicyService, instrument(PolicyService, createPolicyService(createPolicyAdmin({ pool, policies }), adminAuth), pipeline)],
+    [UsageService, instrument(UsageService, createUsageService(quota.repo, adminAuth, now), pipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
     [Health, instrument(Health, createHealthService(health), pipeline)],
     [ReflectionV1, reflection.v1],
@@ -239,6 +247,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       httpServer.close(() => resolve());
       for (const s of sockets) s.destroy();
     });
+    // Calls are drained: hand leased quota back and write the last usage before the pool closes.
+    await quota.close();
     await listener.close();
     await pool.end();
     await embedded?.stop();
@@ -248,7 +258,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   return {
-    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, policies, health, tokens,
+    config, grpcPort, httpPort, pool, databaseUrl, logger, metrics, verifier, policies, health, tokens, quota,
     stop: () => (stopping ??= stop()),
   };
 }

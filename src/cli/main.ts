@@ -12,6 +12,7 @@ import { keyJson, keyLine, parseDuration } from "./format.js";
 import { listRotationDueCommand, rotateKeyCommand, rotationPolicyCommand, type RotationCliDeps } from "./rotation.js";
 import { signingKeysCommand } from "./signing-keys.js";
 import { PolicyUsageError, keyPermissionsCommand, plansCommand, rolesCommand } from "./policy-commands.js";
+import { UsageCliError, usageCommand } from "./usage.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -39,6 +40,7 @@ usage:
                      [--timeout-ms N] [--ip 10.0.0.0/8,...]   create, or change the named fields
   tollgate roles list --tenant T | delete <name> --tenant T
   tollgate roles set <name> --tenant T --permissions a,b [--description D]
+  tollgate usage summary|by-tenant|by-key [--period hour|day|week|month] [--tenant T] [--key K] [--json]
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -52,6 +54,7 @@ const OPTIONS = {
   grace: { type: "string" }, "rotation-due": { type: "boolean" }, "max-age": { type: "string" },
   "set-plan": { type: "string" }, add: { type: "string" }, remove: { type: "string" }, "max-cost": { type: "string" },
   "timeout-ms": { type: "string" }, allowed: { type: "string" }, blocked: { type: "string" }, description: { type: "string" },
+  period: { type: "string" }, key: { type: "string" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -145,7 +148,7 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys", "plans", "roles"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys", "plans", "roles", "usage"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
@@ -156,13 +159,14 @@ export async function runCli(argv: string[]): Promise<number> {
     }
     else if (group === "plans") await plansCommand(db, cliCaller(), sub, rest[0], values);
     else if (group === "roles") await rolesCommand(db, cliCaller(), sub, rest[0], values);
+    else if (group === "usage") await usageCommand(db, sub, values);
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);
     } else throw new UsageError("usage: tollgate tenants create <tenant-id>");
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || err instanceof PolicyUsageError) {
+    if (err instanceof UsageError || err instanceof PolicyUsageError || err instanceof UsageCliError) {
       console.error(`${err.message}\n\n${USAGE}`);
       return 2;
     }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { parseMasterKey, parseTokenConfig, type TokenConfig } from "../tokens/token-config.js";
+import type { QuotaSettings } from "../quota/quota-runtime.js";
 
 /** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
 export interface Argon2Params {
@@ -46,6 +47,8 @@ export interface Config {
   masterKey: Buffer | undefined;
   /** Access tokens: see src/tokens/token-config.ts. */
   tokens: TokenConfig;
+  /** Quota leasing and flushing (TOLLGATE_QUOTA_*). */
+  quota: QuotaSettings;
 }
 
 /** A configuration problem, listing every bad variable at once. */
@@ -124,6 +127,19 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     },
     masterKey: parseMasterKey(env.TOLLGATE_MASTER_KEY, problems),
     tokens: parseTokenConfig(env, problems),
+    quota: {
+      leasing: {
+        minBlock: int("TOLLGATE_QUOTA_MIN_BLOCK", 10, 1, 1_000_000),
+        maxBlock: int("TOLLGATE_QUOTA_MAX_BLOCK", 1000, 1, 1_000_000),
+        targetLeaseMs: int("TOLLGATE_QUOTA_TARGET_LEASE_MS", 1000, 1, 600_000),
+        divisor: int("TOLLGATE_QUOTA_DIVISOR", 4, 1, 1000),
+        idleReturnMs: int("TOLLGATE_QUOTA_IDLE_RETURN_MS", 5000, 0, 3_600_000),
+        bucketLeaseMs: int("TOLLGATE_QUOTA_BUCKET_LEASE_MS", 1000, 1, 600_000),
+        recheckMs: int("TOLLGATE_QUOTA_RECHECK_MS", 1000, 0, 600_000),
+      },
+      flushMs: int("TOLLGATE_QUOTA_FLUSH_MS", 1000, 10, 600_000),
+      catalogTtlMs: int("TOLLGATE_QUOTA_CATALOG_TTL_MS", 60_000, 0, 3_600_000),
+    },
     ...overrides,
   };
   for (const [env_, prefix] of Object.entries(config.prefixes)) {

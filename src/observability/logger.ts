@@ -37,7 +37,7 @@ export function scrubSecrets(text: string): string {
 
 /** Creates the process logger: JSON lines, with credentials removed by the logger itself. */
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  return pino(
+  const logger = pino(
     {
       level,
       base: { service: "tollgate" },
@@ -58,6 +58,9 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
     // path. `flushLogs` runs on shutdown so the last lines are not lost.
     (destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
   );
+  // A quiet service must not sit on its last lines: write the buffer out at least every 100 ms.
+  if (!destination) setInterval(() => flushLogs(logger), 100).unref();
+  return logger;
 }
 
 export type { Logger };

@@ -2,6 +2,8 @@ import { Code as RpcCode, ConnectError, type ServiceImpl } from "@connectrpc/con
 import { Violations } from "../domain/errors.js";
 import type { KeyVerifier } from "../keys/verifier.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
+import type { QuotaService } from "../quota/quota-service.js";
+import { consumeQuota } from "./consume-quota.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import type { KeyRecord } from "../domain/key.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
@@ -20,6 +22,7 @@ export interface AuthServiceDeps {
   rotateKey?: ServiceImpl<typeof AuthService>["rotateKey"];
   /** The strictest maximum age (ms) for a key, for `rotation_due`; none when absent. */
   maxKeyAgeMs?: (key: KeyRecord) => number | undefined;
+  quota?: QuotaService;
 }
 
 const notYet = (rpc: string) => () => {
@@ -52,7 +55,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       };
     },
     authorize: createAuthorize(deps),
-    consumeQuota: notYet("ConsumeQuota"),
+    consumeQuota: deps.quota ? (req, ctx) => consumeQuota({ ...deps, quota: deps.quota! }, req, ctx) : notYet("ConsumeQuota"),
     issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: deps.rotateKey ?? notYet("RotateKey"),
   };

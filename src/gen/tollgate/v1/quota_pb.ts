@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/quota.proto.
  */
 export const file_tollgate_v1_quota: GenFile = /*@__PURE__*/
-  fileDesc("Chd0b2xsZ2F0ZS92MS9xdW90YS5wcm90bxILdG9sbGdhdGUudjEiogEKE0NvbnN1bWVRdW90YVJlcXVlc3QSEgoKY3JlZGVudGlhbBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSDgoGbGltaXRzGAMgAygJEhEKBGNvc3QYBCABKANIAIgBARIXCg9pZGVtcG90ZW5jeV9rZXkYBSABKAkSDwoHZHJ5X3J1bhgGIAEoCBIRCgljbGllbnRfaXAYByABKAlCBwoFX2Nvc3Qi6AEKC0xpbWl0U3RhdHVzEgwKBG5hbWUYASABKAkSDQoFbGltaXQYAiABKAMSEQoJcmVtYWluaW5nGAMgASgDEiwKCHJlc2V0X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZ3aW5kb3cYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIZXhjZWVkZWQYByABKAgSDgoGc2hhZG93GAggASgIIsQCChRDb25zdW1lUXVvdGFSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEh8KBGNvZGUYAiABKA4yES50b2xsZ2F0ZS52MS5Db2RlEigKBmxpbWl0cxgDIAMoCzIYLnRvbGxnYXRlLnYxLkxpbWl0U3RhdHVzEj8KB2hlYWRlcnMYBCADKAsyLi50b2xsZ2F0ZS52MS5Db25zdW1lUXVvdGFSZXNwb25zZS5IZWFkZXJzRW50cnkSNAoPY2xpZW50X3Jlc3BvbnNlGAUgASgLMhsudG9sbGdhdGUudjEuQ2xpZW50UmVzcG9uc2USKQoJcHJpbmNpcGFsGAYgASgLMhYudG9sbGdhdGUudjEuUHJpbmNpcGFsGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_tollgate_v1_code, file_tollgate_v1_common]);
+  fileDesc("Chd0b2xsZ2F0ZS92MS9xdW90YS5wcm90bxILdG9sbGdhdGUudjEiogEKE0NvbnN1bWVRdW90YVJlcXVlc3QSEgoKY3JlZGVudGlhbBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSDgoGbGltaXRzGAMgAygJEhEKBGNvc3QYBCABKANIAIgBARIXCg9pZGVtcG90ZW5jeV9rZXkYBSABKAkSDwoHZHJ5X3J1bhgGIAEoCBIRCgljbGllbnRfaXAYByABKAlCBwoFX2Nvc3Qi6AEKC0xpbWl0U3RhdHVzEgwKBG5hbWUYASABKAkSDQoFbGltaXQYAiABKAMSEQoJcmVtYWluaW5nGAMgASgDEiwKCHJlc2V0X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZ3aW5kb3cYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIZXhjZWVkZWQYByABKAgSDgoGc2hhZG93GAggASgIItYCChRDb25zdW1lUXVvdGFSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEh8KBGNvZGUYAiABKA4yES50b2xsZ2F0ZS52MS5Db2RlEigKBmxpbWl0cxgDIAMoCzIYLnRvbGxnYXRlLnYxLkxpbWl0U3RhdHVzEj8KB2hlYWRlcnMYBCADKAsyLi50b2xsZ2F0ZS52MS5Db25zdW1lUXVvdGFSZXNwb25zZS5IZWFkZXJzRW50cnkSNAoPY2xpZW50X3Jlc3BvbnNlGAUgASgLMhsudG9sbGdhdGUudjEuQ2xpZW50UmVzcG9uc2USKQoJcHJpbmNpcGFsGAYgASgLMhYudG9sbGdhdGUudjEuUHJpbmNpcGFsEhAKCHJlcGxheWVkGAcgASgIGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_tollgate_v1_code, file_tollgate_v1_common]);
 
 /**
  * @generated from message tollgate.v1.ConsumeQuotaRequest
@@ -30,6 +30,9 @@ export type ConsumeQuotaRequest = Message<"tollgate.v1.ConsumeQuotaRequest"> & {
   credential: string;
 
   /**
+   * Charge this key without its secret: only for callers whose `authorization` header proves a key
+   * holding `tollgate:quota` or `tollgate:admin` in the same tenant (or `tollgate:cross-tenant`).
+   *
    * @generated from field: string key_id = 2;
    */
   keyId: string;
@@ -49,7 +52,8 @@ export type ConsumeQuotaRequest = Message<"tollgate.v1.ConsumeQuotaRequest"> & {
   cost?: bigint | undefined;
 
   /**
-   * A retry with the same idempotency key never charges twice.
+   * A retry with the same idempotency key (per charged key, for 24 h) never charges twice; it gets
+   * the first answer back with `replayed` set. At most 128 characters.
    *
    * @generated from field: string idempotency_key = 5;
    */
@@ -85,6 +89,8 @@ export type LimitStatus = Message<"tollgate.v1.LimitStatus"> & {
   name: string;
 
   /**
+   * Cost units per window, budget balance, or bucket burst.
+   *
    * @generated from field: int64 limit = 2;
    */
   limit: bigint;
@@ -95,16 +101,22 @@ export type LimitStatus = Message<"tollgate.v1.LimitStatus"> & {
   remaining: bigint;
 
   /**
+   * When the window ends (quota, budget) or the bucket is full again (rate); unset for a one-off budget.
+   *
    * @generated from field: google.protobuf.Timestamp reset_at = 4;
    */
   resetAt?: Timestamp | undefined;
 
   /**
+   * The window length; for a rate limit, the time to fill an empty bucket.
+   *
    * @generated from field: google.protobuf.Duration window = 5;
    */
   window?: Duration | undefined;
 
   /**
+   * Set on an exceeded limit when waiting can help: how long until the cost would fit.
+   *
    * @generated from field: google.protobuf.Duration retry_after = 6;
    */
   retryAfter?: Duration | undefined;
@@ -162,6 +174,13 @@ export type ConsumeQuotaResponse = Message<"tollgate.v1.ConsumeQuotaResponse"> &
    * @generated from field: tollgate.v1.Principal principal = 6;
    */
   principal?: Principal | undefined;
+
+  /**
+   * This is the stored answer of an earlier call with the same idempotency key; nothing was charged.
+   *
+   * @generated from field: bool replayed = 7;
+   */
+  replayed: boolean;
 };
 
 /**

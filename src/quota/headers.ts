@@ -1,0 +1,34 @@
+import type { LimitOutcome } from "./lease-engine.js";
+
+/**
+ * The response headers of a quota answer, lower-case (HTTP/2 and Envoy want lower-case names):
+ *  - `ratelimit-policy`: every enforced limit, as IETF structured fields (draft-ietf-httpapi-ratelimit-headers):
+ *    `"requests";q=100;w=60, "tokens";q=5000;w=3600` (w omitted for a budget without refill);
+ *  - `ratelimit`: the limit that binds, `"requests";r=42;t=17` (r remaining, t seconds to reset);
+ *  - `x-ratelimit-limit` / `-remaining` / `-reset` for that same limit, reset in Unix seconds;
+ *  - `retry-after` (seconds, at least 1) on denial, when waiting can help at all.
+ * The binding limit is the one that denied, else the one with the least remaining. Shadow limits
+ * are never advertised: they are not enforced.
+ */
+export function quotaHeaders(outcomes: readonly LimitOutcome[], allowed: boolean, nowMs: number): Record<string, string> {
+  const enforced = outcomes.filter((o) => !o.def.shadow);
+  if (enforced.length === 0) return {};
+  const binding = bindingLimit(enforced);
+  const resetSeconds = Number.isFinite(binding.resetAtMs) ? Math.max(0, Math.ceil((binding.resetAtMs - nowMs) / 1000)) : undefined;
+  const headers: Record<string, string> = {
+    "ratelimit-policy": enforced.map((o) => `"${o.def.name}";q=${o.limit}${o.windowSeconds > 0 ? `;w=${o.windowSeconds}` : ""}`).join(", "),
+    ratelimit: `"${binding.def.name}";r=${binding.remaining}${resetSeconds !== undefined ? `;t=${resetSeconds}` : ""}`,
+    "x-ratelimit-limit": String(binding.limit),
+    "x-ratelimit-remaining": String(binding.remaining),
+  };
+  if (Number.isFinite(binding.resetAtMs)) headers["x-ratelimit-reset"] = String(Math.ceil(binding.resetAtMs / 1000));
+  if (!allowed && Number.isFinite(binding.retryAfterMs)) headers["retry-after"] = String(Math.max(1, Math.ceil(binding.retryAfterMs / 1000)));
+  return headers;
+}
+
+/** The limit an end client should be told about: the first that denied, else the one with the least remaining. */
+export function bindingLimit(outcomes: readonly LimitOutcome[]): LimitOutcome {
+  const denied = outcomes.find((o) => o.exceeded && !o.def.shadow);
+  if (denied) return denied;
+  return outcomes.reduce((a, b) => (b.remaining < a.remaining ? b : a));
+}

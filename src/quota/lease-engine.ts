@@ -1,0 +1,278 @@
+import type { QuotaRepo, Release } from "../store/quota-repo.js";
+import { counterSubject, type LimitDefinition, type QuotaSubject } from "./limits.js";
+import { levelAt, msUntil, msUntilFull, ratePerMs, type BucketShape } from "./token-bucket.js";
+import { periodSeconds, windowAt } from "./windows.js";
+
+/** Tuning of the leasing engine; every field has a safe default (see DEFAULT_LEASING). */
+export interface LeasingOptions {
+  /** Smallest block asked for (the store still shrinks it to 1 near the limit). */
+  minBlock: number;
+  /** Largest block asked for. */
+  maxBlock: number;
+  /** A block should last about this long at the rate this replica observes. */
+  targetLeaseMs: number;
+  /** A grant never exceeds 1/divisor of what is left, so blocks shrink geometrically near the limit. */
+  divisor: number;
+  /** Tokens unused for this long go back to the store, so that other replicas can have them. */
+  idleReturnMs: number;
+  /** Bucket tokens older than this go back: a leased rate token must be used soon after it was taken. */
+  bucketLeaseMs: number;
+  /** While a counter is known to be exhausted, denials are answered from memory for this long. */
+  recheckMs: number;
+}
+
+/** Defaults: see the README's "Quotas" section for the resulting bounds. */
+export const DEFAULT_LEASING: LeasingOptions = { minBlock: 10, maxBlock: 1000, targetLeaseMs: 1000, divisor: 4, idleReturnMs: 5000, bucketLeaseMs: 1000, recheckMs: 1000 };
+
+/** The state of one limit for one call, as answered to the caller. */
+export interface LimitOutcome {
+  def: LimitDefinition;
+  /** The limit's capacity: cost units per window, budget balance, or bucket burst. */
+  limit: number;
+  remaining: number;
+  resetAtMs: number;
+  /** The window (or, for a bucket, the time to fill from empty) in seconds; 0 for one-off budgets. */
+  windowSeconds: number;
+  /** Set when the call did not fit: how long until it would. Infinity when it never will (cost above the capacity, one-off budget). */
+  retryAfterMs: number;
+  exceeded: boolean;
+  /** Tokens this call took (0 on denial, check, dry run or shadow overflow). */
+  charged: number;
+}
+
+/** One replica's memory of one counter: the tokens it holds and what it last learned of the store. */
+interface Slot {
+  def: LimitDefinition;
+  subject: string;
+  windowIndex: number;
+  windowEndMs: number;
+  local: number;
+  /** Expired bucket tokens waiting for the next flush to go back. */
+  toReturn: number;
+  /** What the store had left after our last lease (bucket: its level then). */
+  storeLeft: number;
+  capacity: number;
+  learnedAtMs: number;
+  leasedAtMs: number;
+  lastUsedMs: number;
+  /** Observed demand, tokens per ms (exponentially weighted). */
+  rate: number;
+  inflight?: Promise<void>;
+}
+
+const isBucket = (def: LimitDefinition) => def.kind === "rate";
+const bucketShape = (def: LimitDefinition): BucketShape => ({ burst: def.amount, refill: def.refill, periodMs: periodSeconds(def.period, 0) * 1000 });
+
+/** The leasing engine of one replica. */
+export interface LeaseEngine {
+  /**
+   * Charges `cost` to every limit, all or nothing: when a non-shadow limit cannot afford it, the
+   * tokens already taken for the others go back to local memory and the call is charged nothing.
+   * Shadow limits are charged when they can afford it and reported as exceeded when not, but never deny.
+   * With `dryRun` (or cost 0) nothing is taken; the answer says whether the cost would fit (cost 0: whether anything is left).
+   */
+  charge(defs: readonly LimitDefinition[], subject: QuotaSubject, cost: number, dryRun: boolean): Promise<LimitOutcome[]>;
+  /** Puts tokens a call took back into local memory (an idempotent retry lost the race to record its answer). */
+  refund(outcomes: readonly LimitOutcome[], subject: QuotaSubject): void;
+  /** Returns tokens of ended windows, idle counters and stale bucket leases to the store. */
+  flush(): Promise<void>;
+  /** Returns every held token to the store (graceful shutdown). */
+  close(): Promise<void>;
+  /** Tokens this replica holds, over every counter (for tests and metrics). */
+  held(): number;
+}
+
+/**
+ * Creates the engine. Invariant: tokens only enter local memory as grants of one atomic store
+ * statement that never lets `used` pass `capacity` (or a bucket go below zero), and each token is
+ * admitted at most once, so across replicas and crashes admitted cost never exceeds the limit.
+ * A crash loses at most the blocks the crashed replica held (under-admission, never over).
+ */
+export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: Partial<LeasingOptions> = {}): LeaseEngine {
+  const o = { ...DEFAULT_LEASING, ...options };
+  const slots = new Map<string, Slot>();
+
+  function slotFor(def: LimitDefinition, subject: string, nowMs: number): Slot {
+    const w = isBucket(def) ? { index: 0, endMs: Number.POSITIVE_INFINITY } : windowAt(def.period, nowMs);
+    const key = `${def.limitId}\u0000${subject}\u0000${w.index}`;
+    let slot = slots.get(key);
+    if (slot) {
+      slot.def = def; // definitions are reloaded as new objects; the counter's state stays
+      return slot;
+    }
+    const capacity = def.kind === "budget" && def.refillMode === "add" ? (def.cap ?? def.amount) : def.amount;
+    slot = { def, subject, windowIndex: w.index, windowEndMs: w.endMs, local: 0, toReturn: 0, storeLeft: capacity, capacity,
+      learnedAtMs: Number.NEGATIVE_INFINITY, leasedAtMs: nowMs, lastUsedMs: nowMs, rate: 0 };
+    slots.set(key, slot);
+    return slot;
+  }
+
+  /** What the store is believed to have left now (a bucket refills since we learned its level). */
+  function storeLeftNow(slot: Slot, nowMs: number): number {
+    if (!isBucket(slot.def)) return slot.storeLeft;
+    return Math.floor(levelAt(bucketShape(slot.def), { tokens: slot.storeLeft, atMs: slot.learnedAtMs }, nowMs));
+  }
+
+  /** One atomic lease statement; returns how many tokens it granted into local memory. */
+  async function lease(slot: Slot, need: number, want: number): Promise<number> {
+    const nowMs = now();
+    if (isBucket(slot.def)) {
+      const shape = bucketShape(slot.def);
+      const r = await repo.leaseBucket({ limitId: slot.def.limitId, subject: slot.subject, burst: shape.burst, ratePerMs: ratePerMs(shape), nowMs, need, want, divisor: o.divisor });
+      slot.storeLeft = r.tokens;
+      slot.local += r.granted;
+      if (r.granted > 0) slot.leasedAtMs = nowMs;
+      slot.learnedAtMs = nowMs;
+      return r.granted;
+    } else {
+      const d = slot.def;
+      const r = await repo.leaseWindow({ limitId: d.limitId, subject: slot.subject, windowIndex: slot.windowIndex, amount: d.amount,
+        carryOver: d.kind === "budget" && d.refillMode === "add", cap: d.cap, need, want, divisor: o.divisor });
+      slot.capacity = r.capacity;
+      slot.storeLeft = r.capacity - r.used;
+      slot.local += r.granted;
+      slot.learnedAtMs = nowMs;
+      return r.granted;
+    }
+  }
+
+  /**
+   * Takes `cost` from local memory, leasing from the store first if needed; false when the store
+   * cannot grant it (answered from memory while that is known). The take happens synchronously
+   * with the check, so concurrent calls never spend the same token.
+   */
+  async function acquire(slot: Slot, cost: number): Promise<boolean> {
+    for (;;) {
+      if (isBucket(slot.def) && slot.local > 0 && now() - slot.leasedAtMs >= o.bucketLeaseMs) {
+        // A rate token must be spent soon after it left the bucket, or the bucket's burst bound would stretch.
+        slot.toReturn += slot.local;
+        slot.local = 0;
+      }
+      if (slot.local >= cost) {
+        slot.local -= cost;
+        return true;
+      }
+      const need = cost - slot.local;
+      const fresh = now() < slot.learnedAtMs + o.recheckMs;
+      if (fresh && need > storeLeftNow(slot, now())) return false;
+      if (slot.inflight) {
+        await slot.inflight;
+        continue;
+      }
+      const want = Math.max(need, Math.min(o.maxBlock, Math.max(o.minBlock, Math.ceil(slot.rate * o.targetLeaseMs))));
+      const granted = lease(slot, need, want);
+      slot.inflight = settled(granted, slot);
+      // The store granted nothing: it is exhausted for this cost (anything granted goes round the loop again).
+      if ((await granted) === 0 && slot.local < cost) return false;
+    }
+  }
+
+  /** Brings what this replica knows of the store up to date when it is stale (checks and dry runs). */
+  async function refresh(slot: Slot): Promise<void> {
+    if (now() < slot.learnedAtMs + o.recheckMs) return;
+    if (slot.inflight) return slot.inflight;
+    const learned = lease(slot, 1, 0);
+    slot.inflight = settled(learned, slot);
+    await learned;
+  }
+
+  function observe(slot: Slot, cost: number, nowMs: number): void {
+    const dt = Math.max(1, nowMs - slot.lastUsedMs);
+    const alpha = Math.min(1, dt / 1000);
+    slot.rate = slot.rate * (1 - alpha) + (cost / dt) * alpha;
+    slot.lastUsedMs = nowMs;
+  }
+
+  function outcome(slot: Slot, cost: number, fits: boolean, charged: number, nowMs: number): LimitOutcome {
+    const remaining = Math.max(0, slot.local + storeLeftNow(slot, nowMs));
+    const d = slot.def;
+    if (isBucket(d)) {
+      const shape = bucketShape(d);
+      return { def: d, limit: d.amount, remaining, resetAtMs: nowMs + msUntilFull(shape, remaining), windowSeconds: Math.ceil((d.amount / ratePerMs(shape)) / 1000),
+        retryAfterMs: fits ? 0 : msUntil(shape, remaining, Math.max(cost, 1)), exceeded: !fits, charged };
+    }
+    const never = cost > slot.capacity && !(d.kind === "budget" && d.refillMode === "add") || d.period === "none";
+    return { def: d, limit: slot.capacity, remaining, resetAtMs: slot.windowEndMs, windowSeconds: periodSeconds(d.period, nowMs),
+      retryAfterMs: fits ? 0 : never ? Number.POSITIVE_INFINITY : slot.windowEndMs - nowMs, exceeded: !fits, charged };
+  }
+
+  return {
+    async charge(defs, subject, cost, dryRun) {
+      const nowMs = now();
+      const slots_ = defs.map((d) => slotFor(d, counterSubject(d, subject), nowMs));
+      const outcomes: LimitOutcome[] = [];
+      let denied = false;
+      for (const slot of slots_) {
+        if (denied) {
+          // Already denied: report the others as they stand, without asking the store.
+          outcomes.push(outcome(slot, cost, slot.local + storeLeftNow(slot, nowMs) >= cost, 0, nowMs));
+          continue;
+        }
+        if (cost === 0 || dryRun) {
+          await refresh(slot);
+          const fits = slot.local + storeLeftNow(slot, now()) >= Math.max(cost, 1);
+          outcomes.push(outcome(slot, cost, fits, 0, nowMs));
+          continue;
+        }
+        observe(slot, cost, nowMs);
+        const fits = await acquire(slot, cost);
+        outcomes.push(outcome(slot, cost, fits, fits ? cost : 0, nowMs));
+        if (!fits && !slot.def.shadow) denied = true;
+      }
+      if (denied) {
+        outcomes.forEach((out, i) => {
+          slots_[i]!.local += out.charged;
+          out.remaining += out.charged;
+          out.charged = 0;
+        });
+      }
+      return outcomes;
+    },
+
+    refund(outcomes, subject) {
+      const nowMs = now();
+      for (const out of outcomes) if (out.charged > 0) slotFor(out.def, counterSubject(out.def, subject), nowMs).local += out.charged;
+    },
+
+    async flush() {
+      const nowMs = now();
+      const releases: Release[] = [];
+      for (const [key, slot] of slots) {
+        const ended = nowMs >= slot.windowEndMs;
+        const idle = nowMs - slot.lastUsedMs >= o.idleReturnMs;
+        const staleBucket = isBucket(slot.def) && nowMs - slot.leasedAtMs >= o.bucketLeaseMs;
+        if (slot.inflight || !(ended || idle || staleBucket || slot.toReturn > 0)) continue;
+        if (ended || idle || staleBucket) {
+          slot.toReturn += slot.local;
+          slot.local = 0;
+        }
+        if (slot.toReturn > 0) releases.push(releaseOf(slot));
+        slot.toReturn = 0;
+        if (ended || idle) slots.delete(key);
+      }
+      await repo.release(releases);
+    },
+
+    async close() {
+      await Promise.all([...slots.values()].map((s) => s.inflight));
+      for (const s of slots.values()) {
+        s.toReturn += s.local;
+        s.local = 0;
+      }
+      const releases = [...slots.values()].filter((s) => s.toReturn > 0).map(releaseOf);
+      slots.clear();
+      await repo.release(releases);
+    },
+
+    held: () => [...slots.values()].reduce((n, s) => n + s.local, 0),
+  };
+}
+
+/** What waiters on a slot's lease await: it never rejects (the caller that started it gets the error) and clears itself. */
+function settled(lease: Promise<unknown>, slot: Slot): Promise<void> {
+  return lease.then(() => undefined, () => undefined).finally(() => (slot.inflight = undefined));
+}
+
+function releaseOf(slot: Slot): Release {
+  return { limitId: slot.def.limitId, subject: slot.subject, windowIndex: slot.windowIndex, count: slot.toReturn, ...(isBucket(slot.def) ? { burst: slot.def.amount } : {}) };
+}

@@ -1,0 +1,148 @@
+import { unavailable, Violations } from "../domain/errors.js";
+import type { QuotaRepo } from "../store/quota-repo.js";
+import type { CatalogCache } from "./catalog-cache.js";
+import { quotaHeaders } from "./headers.js";
+import { createIdempotencyCache } from "./idempotency.js";
+import type { LeaseEngine, LimitOutcome } from "./lease-engine.js";
+import { denialCode, type LimitDefinition, type QuotaSubject } from "./limits.js";
+import type { UsageRecorder } from "./usage.js";
+
+/** Bounds on ConsumeQuota input. */
+export const QUOTA_INPUT = { maxCost: 1_000_000_000, maxLimits: 32, maxIdempotencyKeyLength: 128 } as const;
+
+/** The state of one limit in an answer. Infinite durations are null (JSON has no Infinity). */
+export interface LimitStatusValue {
+  name: string;
+  kind: LimitDefinition["kind"];
+  limit: number;
+  remaining: number;
+  resetAtMs: number | null;
+  windowSeconds: number;
+  retryAfterMs: number | null;
+  exceeded: boolean;
+  shadow: boolean;
+}
+
+/** A quota decision: a "no" is a value, never an error. */
+export interface QuotaDecision {
+  allowed: boolean;
+  code: "OK" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "BUDGET_EXCEEDED";
+  limits: LimitStatusValue[];
+  headers: Record<string, string>;
+  /** This answer is the stored answer of an earlier call with the same idempotency key. */
+  replayed: boolean;
+}
+
+/** What a caller asks: limit names (empty = the key's auto-applied ones), cost, idempotency key, dry run. */
+export interface QuotaRequest {
+  limits: readonly string[];
+  cost: number;
+  idempotencyKey: string;
+  dryRun: boolean;
+}
+
+export interface QuotaServiceDeps {
+  repo: QuotaRepo;
+  engine: LeaseEngine;
+  catalog: CatalogCache;
+  usage: UsageRecorder;
+  now: () => number;
+  idempotencyTtlMs?: number;
+}
+
+/** The quota domain: resolves limits, charges all-or-nothing, replays idempotent retries, records usage. */
+export interface QuotaService {
+  consume(subject: QuotaSubject, req: QuotaRequest): Promise<QuotaDecision>;
+}
+
+/** Checks the request fields that need no catalog (cost, idempotency key, names' count). */
+export function checkQuotaRequest(v: Violations, req: { limits: readonly string[]; cost: number; idempotencyKey: string }): void {
+  if (!Number.isSafeInteger(req.cost) || req.cost < 0) v.add("cost", "must be a whole number, 0 or more");
+  else if (req.cost > QUOTA_INPUT.maxCost) v.add("cost", `must be at most ${QUOTA_INPUT.maxCost}`);
+  if (req.limits.length > QUOTA_INPUT.maxLimits) v.add("limits", `at most ${QUOTA_INPUT.maxLimits} names`);
+  if (req.idempotencyKey.length > QUOTA_INPUT.maxIdempotencyKeyLength) v.add("idempotency_key", `must be at most ${QUOTA_INPUT.maxIdempotencyKeyLength} characters`);
+  else if (/[\u0000-\u001f\u007f]/.test(req.idempotencyKey)) v.add("idempotency_key", "must not contain control characters");
+}
+
+function statusOf(o: LimitOutcome): LimitStatusValue {
+  return {
+    name: o.def.name, kind: o.def.kind, limit: o.limit, remaining: o.remaining,
+    resetAtMs: Number.isFinite(o.resetAtMs) ? o.resetAtMs : null, windowSeconds: o.windowSeconds,
+    retryAfterMs: o.exceeded ? (Number.isFinite(o.retryAfterMs) ? o.retryAfterMs : null) : 0, exceeded: o.exceeded, shadow: o.def.shadow,
+  };
+}
+
+/** Creates the quota domain service. */
+export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
+  const ttlMs = deps.idempotencyTtlMs ?? 86_400_000;
+  const recent = createIdempotencyCache<QuotaDecision>(10_000, ttlMs, deps.now);
+
+  async function resolve(subject: QuotaSubject, names: readonly string[]): Promise<LimitDefinition[]> {
+    const catalog = await deps.catalog.get();
+    const applicable = catalog.applicable(subject);
+    if (names.length === 0) return [...applicable.values()].filter((d) => d.autoApply);
+    const v = new Violations();
+    const defs: LimitDefinition[] = [];
+    names.forEach((name, i) => {
+      const def = applicable.get(name);
+      if (def) {
+        if (!defs.includes(def)) defs.push(def);
+      } else v.add(`limits[${i}]`, catalog.names.has(name) ? `limit "${name.slice(0, 64)}" does not apply to this key` : `unknown limit "${name.slice(0, 64)}"`);
+    });
+    v.throwIfAny();
+    return defs;
+  }
+
+  return {
+    async consume(subject, req) {
+      const charging = req.cost > 0 && !req.dryRun;
+      const idem = charging && req.idempotencyKey !== "";
+      if (idem) {
+        const seen = recent.get(subject.quotaSubject, req.idempotencyKey);
+        if (seen) return { ...seen, replayed: true };
+      }
+      const defs = await resolve(subject, req.limits);
+      const outcomes = await deps.engine.charge(defs, subject, req.cost, req.dryRun);
+      const deniedBy = outcomes.find((o) => o.exceeded && !o.def.shadow);
+      const allowed = deniedBy === undefined;
+      const nowMs = deps.now();
+      const decision: QuotaDecision = {
+        allowed, code: deniedBy ? denialCode(deniedBy.def.kind) : "OK", limits: outcomes.map(statusOf),
+        headers: quotaHeaders(outcomes, allowed, nowMs), replayed: false,
+      };
+      if (idem && allowed) {
+        const replay = await claim(subject, req.idempotencyKey, decision, outcomes, nowMs);
+        if (replay) return replay;
+      }
+      if (charging) for (const o of outcomes) deps.usage.record(subject, o.def.name, allowed, o.charged);
+      return decision;
+    },
+  };
+
+  /**
+   * Records the answer under the idempotency key; returns the earlier answer when another call got
+   * there first (after putting this call's tokens back). The tokens are held until the outcome is
+   * known, so no path admits a call that is neither charged nor replayed.
+   */
+  async function claim(subject: QuotaSubject, key: string, decision: QuotaDecision, outcomes: LimitOutcome[], nowMs: number): Promise<QuotaDecision | undefined> {
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (await deps.repo.claimIdempotent(subject.quotaSubject, key, decision, new Date(nowMs), new Date(nowMs + ttlMs))) {
+          recent.set(subject.quotaSubject, key, decision);
+          return undefined;
+        }
+        const stored = (await deps.repo.findIdempotent(subject.quotaSubject, key, new Date(nowMs))) as QuotaDecision | undefined;
+        if (stored) {
+          deps.engine.refund(outcomes, subject);
+          recent.set(subject.quotaSubject, key, stored);
+          return { ...stored, replayed: true };
+        }
+        // The earlier answer expired between the two statements: try to claim again.
+      }
+      throw unavailable("IDEMPOTENCY_CONTENDED", "the idempotency key is contended; try again");
+    } catch (err) {
+      deps.engine.refund(outcomes, subject); // not recorded, so not charged: a retry must be able to succeed
+      throw err;
+    }
+  }
+}

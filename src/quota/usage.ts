@@ -1,0 +1,73 @@
+import type { UsageIncrement } from "../store/quota-repo.js";
+import type { QuotaSubject } from "./limits.js";
+
+/** Accumulates usage in memory and writes it as roll-ups in one statement per flush. */
+export interface UsageRecorder {
+  /** Counts one call against one limit: admitted (with its cost) or denied. */
+  record(subject: QuotaSubject, limitName: string, admitted: boolean, cost: number): void;
+  /** Writes everything accumulated (minute, hour and day roll-ups) in one statement. */
+  flush(): Promise<void>;
+}
+
+const GRANULARITIES = [["minute", 60_000], ["hour", 3_600_000], ["day", 86_400_000]] as const;
+
+/**
+ * Creates the recorder. Counts are kept per (key, limit, minute) and expanded to the three
+ * granularities when flushed. A failed flush keeps the counts for the next one, up to
+ * `maxEntries` distinct entries, beyond which new entries are dropped (and counted in `dropped`):
+ * usage reporting must never take memory without bound while the database is away.
+ */
+export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<void>, now: () => number, maxEntries = 100_000) {
+  let pending = new Map<string, { subject: QuotaSubject; limitName: string; minuteMs: number; admitted: number; denied: number; cost: number }>();
+  let dropped = 0;
+  const recorder: UsageRecorder & { readonly dropped: number } = {
+    get dropped() {
+      return dropped;
+    },
+    record(subject, limitName, admitted, cost) {
+      const minuteMs = Math.floor(now() / 60_000) * 60_000;
+      const key = `${subject.keyId}\u0000${limitName}\u0000${minuteMs}`;
+      let e = pending.get(key);
+      if (!e) {
+        if (pending.size >= maxEntries) return void dropped++;
+        pending.set(key, (e = { subject, limitName, minuteMs, admitted: 0, denied: 0, cost: 0 }));
+      }
+      if (admitted) {
+        e.admitted++;
+        e.cost += cost;
+      } else e.denied++;
+    },
+    async flush() {
+      if (pending.size === 0) return;
+      const batch = pending;
+      pending = new Map();
+      const merged = new Map<string, UsageIncrement>();
+      for (const e of batch.values()) {
+        for (const [granularity, ms] of GRANULARITIES) {
+          const start = Math.floor(e.minuteMs / ms) * ms;
+          const key = `${granularity}\u0000${start}\u0000${e.subject.keyId}\u0000${e.limitName}`;
+          const m = merged.get(key) ?? { granularity, bucketStart: new Date(start), tenantId: e.subject.tenantId, keyId: e.subject.keyId, limitName: e.limitName, admitted: 0, denied: 0, cost: 0 };
+          m.admitted += e.admitted;
+          m.denied += e.denied;
+          m.cost += e.cost;
+          merged.set(key, m);
+        }
+      }
+      try {
+        await write([...merged.values()]);
+      } catch (err) {
+        for (const [key, e] of batch) {
+          const cur = pending.get(key);
+          if (cur) {
+            cur.admitted += e.admitted;
+            cur.denied += e.denied;
+            cur.cost += e.cost;
+          } else if (pending.size < maxEntries) pending.set(key, e);
+          else dropped++;
+        }
+        throw err;
+      }
+    },
+  };
+  return recorder;
+}

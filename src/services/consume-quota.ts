@@ -1,0 +1,119 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext } from "@connectrpc/connect";
+import { notFound, permissionDenied, unauthenticated, Violations } from "../domain/errors.js";
+import type { KeyRecord } from "../domain/key.js";
+import { isKeyId, MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
+import { CROSS_TENANT_PERMISSION, ADMIN_PERMISSION } from "../keys/key-admin.js";
+import { keyStatus } from "../keys/key-status.js";
+import type { KeyVerifier } from "../keys/verifier.js";
+import { checkQuotaRequest, type QuotaDecision, type QuotaService } from "../quota/quota-service.js";
+import type { ConsumeQuotaRequest, ConsumeQuotaResponse } from "../gen/tollgate/v1/quota_pb.js";
+import { ConsumeQuotaResponseSchema, LimitStatusSchema } from "../gen/tollgate/v1/quota_pb.js";
+import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
+import { checkClientIp, checkCredential, NAME_TOKEN_PATTERN } from "./validate.js";
+
+/**
+ * Permission that lets a service charge *other* keys' quotas by `key_id` (a gateway that has
+ * already authenticated the end client). Admin keys (`tollgate:admin`) may too. Either way the
+ * charged key must be in the caller's tenant unless the caller holds `tollgate:cross-tenant`.
+ */
+export const QUOTA_SERVICE_PERMISSION = "tollgate:quota";
+
+export interface ConsumeQuotaDeps {
+  verifier: KeyVerifier;
+  quota: QuotaService;
+  now: () => number;
+  onDecision?: (rpc: string, code: string) => void;
+}
+
+const QUOTA_MESSAGES: Record<QuotaDecision["code"], string> = {
+  OK: "the call fits every limit",
+  RATE_LIMITED: "too many requests; slow down",
+  QUOTA_EXCEEDED: "the quota for this window is used up",
+  BUDGET_EXCEEDED: "the budget is used up",
+};
+
+/** Validates every field at once; returns the cost (unset = 1). An int64 outside the safe range is reported, never truncated. */
+function validate(req: ConsumeQuotaRequest): number {
+  const v = new Violations();
+  const safe = req.cost === undefined || (req.cost >= 0n && req.cost <= BigInt(Number.MAX_SAFE_INTEGER));
+  const cost = req.cost === undefined ? 1 : safe ? Number(req.cost) : req.cost < 0n ? -1 : Number.MAX_SAFE_INTEGER;
+  checkCredential(v, "credential", req.credential);
+  if (req.credential !== "" && req.keyId !== "") v.add("key_id", "set either credential or key_id, not both");
+  else if (req.keyId !== "" && !isKeyId(req.keyId)) v.add("key_id", "must be a 16-character key id");
+  checkClientIp(v, "client_ip", req.clientIp);
+  req.limits.forEach((name, i) => {
+    if (!NAME_TOKEN_PATTERN.test(name)) v.add(`limits[${i}]`, "must be 1-64 letters, digits, '_', '.', ':' or '-'");
+  });
+  checkQuotaRequest(v, { limits: req.limits, cost, idempotencyKey: req.idempotencyKey });
+  v.throwIfAny();
+  return cost;
+}
+
+/**
+ * The `key_id` form is for trusted callers only: `authorization: Bearer <key>` must prove a key
+ * holding `tollgate:quota` or `tollgate:admin`, in the charged key's tenant (or cross-tenant).
+ */
+async function keyById(deps: ConsumeQuotaDeps, ctx: HandlerContext, keyId: string): Promise<KeyRecord> {
+  const header = ctx.requestHeader.get("authorization") ?? "";
+  if (header.trim() === "" || header.length > MAX_CREDENTIAL_LENGTH) throw unauthenticated("MISSING_CREDENTIAL", "charging by key_id needs `authorization: Bearer <service or admin key>`");
+  const { code, key: caller } = await deps.verifier.verify(header, "");
+  if (code !== "VALID" || !caller) throw unauthenticated("INVALID_API_KEY", "the caller's key is not valid");
+  const p = caller.permissions;
+  if (!p.includes(QUOTA_SERVICE_PERMISSION) && !p.includes(ADMIN_PERMISSION)) {
+    throw permissionDenied("NOT_A_QUOTA_SERVICE_KEY", `charging by key_id needs the ${QUOTA_SERVICE_PERMISSION} or ${ADMIN_PERMISSION} permission`);
+  }
+  const key = await deps.verifier.lookup(keyId);
+  // A key in another tenant is reported as absent to a caller that may not see it.
+  if (!key || (key.tenantId !== caller.tenantId && !p.includes(CROSS_TENANT_PERMISSION))) throw notFound("key", keyId);
+  return key;
+}
+
+/** ConsumeQuota: authenticate (credential, or a trusted caller's key_id), then one quota decision. */
+export async function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext): Promise<ConsumeQuotaResponse> {
+  const cost = validate(req);
+  let key: KeyRecord;
+  if (req.keyId !== "") {
+    key = await keyById(deps, ctx, req.keyId);
+    const status = keyStatus(key, deps.now(), req.clientIp);
+    if (status !== "VALID") return refused(deps, status, key);
+  } else {
+    const verified = await deps.verifier.verify(req.credential, req.clientIp);
+    if (verified.code !== "VALID" || !verified.key) return refused(deps, verified.code, verified.key);
+    key = verified.key;
+  }
+  const decision = await deps.quota.consume(
+    { keyId: key.keyId, quotaSubject: key.quotaSubject, tenantId: key.tenantId, plan: key.plan, ownerId: key.ownerId },
+    { limits: req.limits, cost, idempotencyKey: req.idempotencyKey, dryRun: req.dryRun },
+  );
+  deps.onDecision?.("ConsumeQuota", decision.code);
+  return toProto(decision, key, deps.now());
+}
+
+function refused(deps: ConsumeQuotaDeps, code: string, key: KeyRecord | undefined): ConsumeQuotaResponse {
+  deps.onDecision?.("ConsumeQuota", code);
+  return create(ConsumeQuotaResponseSchema, {
+    allowed: false, code: codeOf(code as Parameters<typeof codeOf>[0]),
+    principal: key ? principalFromKey(key, deps.now()) : undefined,
+    clientResponse: clientResponseFor(code, AUTH_MESSAGES[code] ?? ""),
+  });
+}
+
+function toProto(d: QuotaDecision, key: KeyRecord, nowMs: number): ConsumeQuotaResponse {
+  return create(ConsumeQuotaResponseSchema, {
+    allowed: d.allowed,
+    code: codeOf(d.code),
+    limits: d.limits.map((l) => create(LimitStatusSchema, {
+      name: l.name, limit: BigInt(l.limit), remaining: BigInt(l.remaining),
+      resetAt: l.resetAtMs === null ? undefined : timestampFromMs(l.resetAtMs),
+      window: durationFromMs(l.windowSeconds * 1000),
+      retryAfter: l.exceeded && l.retryAfterMs !== null ? durationFromMs(l.retryAfterMs) : undefined,
+      exceeded: l.exceeded, shadow: l.shadow,
+    })),
+    headers: d.headers,
+    clientResponse: d.allowed ? undefined : clientResponseFor(d.code, QUOTA_MESSAGES[d.code], d.headers),
+    principal: principalFromKey(key, nowMs),
+    replayed: d.replayed,
+  });
+}
