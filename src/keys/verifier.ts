@@ -64,6 +64,9 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
   const unknownIds = new TtlCache<string, true>(deps.maxEntries, deps.now);
   const failures = new TtlCache<string, number>(deps.maxEntries, deps.now);
   const flights = new SingleFlight<string, Verification>();
+  // Verifications under way per key id. They count against the failed-secret limit, so a burst of
+  // concurrent wrong secrets cannot start more argon2 runs than the limit allows before the first fails.
+  const inFlight = new Map<string, number>();
   const refreshes = new SingleFlight<string, KeyRecord | undefined>();
   const byId = new TtlCache<string, { key: KeyRecord | undefined; loadedAt: number }>(deps.maxEntries, deps.now);
   // Bumped on invalidation, so that work started before a change cannot cache pre-change data.
@@ -84,22 +87,34 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
 
   async function fullVerify(parsed: ParsedKey, digest: string, clientIp: string): Promise<Verification> {
     const outcome = await flights.run(digest, async (): Promise<Verification> => {
-      const generation = generationOf(parsed.keyId);
-      const key = await deps.loadKey(parsed.keyId);
-      if (!key || key.prefix !== parsed.prefix) {
-        if (!key) unknownIds.set(parsed.keyId, true, deps.negativeTtlMs);
-        return { code: "INVALID_API_KEY" };
+      inFlight.set(parsed.keyId, (inFlight.get(parsed.keyId) ?? 0) + 1);
+      try {
+        return await verifyOnce(parsed, digest);
+      } finally {
+        const left = (inFlight.get(parsed.keyId) ?? 1) - 1;
+        if (left > 0) inFlight.set(parsed.keyId, left);
+        else inFlight.delete(parsed.keyId);
       }
-      const ok = await deps.hasher.verify(key.secretHash, parsed.secret);
-      if (!ok) {
-        failures.set(parsed.keyId, (failures.get(parsed.keyId) ?? 0) + 1, 60_000);
-        return { code: "INVALID_API_KEY" };
-      }
-      if (generation === generationOf(parsed.keyId)) remember(digest, key, deps.now());
-      if (deps.hasher.needsRehash(key.secretHash)) deps.rehash?.(key, parsed.secret);
-      return { code: "VALID", key };
     });
     return outcome.key ? decide(outcome.key, clientIp) : outcome;
+  }
+
+  /** Loads the row and runs argon2 once; records a failure against the key id on a wrong secret. */
+  async function verifyOnce(parsed: ParsedKey, digest: string): Promise<Verification> {
+    const generation = generationOf(parsed.keyId);
+    const key = await deps.loadKey(parsed.keyId);
+    if (!key || key.prefix !== parsed.prefix) {
+      if (!key) unknownIds.set(parsed.keyId, true, deps.negativeTtlMs);
+      return { code: "INVALID_API_KEY" };
+    }
+    const ok = await deps.hasher.verify(key.secretHash, parsed.secret);
+    if (!ok) {
+      failures.set(parsed.keyId, (failures.get(parsed.keyId) ?? 0) + 1, 60_000);
+      return { code: "INVALID_API_KEY" };
+    }
+    if (generation === generationOf(parsed.keyId)) remember(digest, key, deps.now());
+    if (deps.hasher.needsRehash(key.secretHash)) deps.rehash?.(key, parsed.secret);
+    return { code: "VALID", key };
   }
 
   async function refresh(entry: Verified, digest: string, clientIp: string, parsed: ParsedKey): Promise<Verification> {
@@ -142,7 +157,8 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
         deps.onCache?.("negative");
         return { code: "INVALID_API_KEY" };
       }
-      if ((failures.get(parsed.keyId) ?? 0) >= deps.failedSecretsPerMinute) {
+      // Joining a verification already under way for this exact key costs nothing, so it is never throttled.
+      if (!flights.has(digest) && (failures.get(parsed.keyId) ?? 0) + (inFlight.get(parsed.keyId) ?? 0) >= deps.failedSecretsPerMinute) {
         deps.onCache?.("throttled");
         return { code: "INVALID_API_KEY" };
       }

@@ -10,7 +10,7 @@ import type { AdminAuthenticator } from "./admin-auth.js";
 import { keyToProto } from "./convert.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import {
-  LIMITS, checkCidrs, checkEnvironment, checkMetadata, checkName, checkPermissions, checkPrefix, checkTenantId, checkTokens,
+  LIMITS, NAME_TOKEN_PATTERN, checkCidrs, checkEnvironment, checkMetadata, checkName, checkPermissions, checkPrefix, checkTenantId, checkTokens,
 } from "./validate.js";
 
 const UPDATABLE = ["name", "permissions", "roles", "plan", "metadata", "expires_at", "ip_allowlist", "owner_id"] as const;
@@ -21,7 +21,7 @@ function checkKeyId(v: Violations, field: string, keyId: string): void {
 }
 
 function checkPlan(v: Violations, field: string, plan: string): void {
-  if (plan !== "") checkTokens(v, field, [plan], 1);
+  if (plan !== "" && !NAME_TOKEN_PATTERN.test(plan)) v.add(field, "must be 1-64 letters, digits, '_', '.', ':' or '-'");
 }
 
 function checkKeyFields(v: Violations, prefix: string, key: Pick<ApiKey, "name" | "permissions" | "roles" | "plan" | "metadata" | "ipAllowlist" | "ownerId">): void {

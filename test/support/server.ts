@@ -39,6 +39,8 @@ export interface ServerProcess {
   grpcPort: number;
   httpPort: number;
   child: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far (its JSON log lines). */
+  output(): string;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -48,7 +50,9 @@ export async function startServerProcess(databaseUrl: string, env: Record<string
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
+  let stdout = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   const ports = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     const timer = setTimeout(() => reject(new Error(`server process did not start: ${stderr}`)), 30_000);
@@ -68,6 +72,7 @@ export async function startServerProcess(databaseUrl: string, env: Record<string
   return {
     ...ports,
     child,
+    output: () => stdout + stderr,
     stop: (signal = "SIGTERM") =>
       new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();
