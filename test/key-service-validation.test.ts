@@ -139,11 +139,15 @@ describe("undecodable requests", () => {
     expect(reasonOf(err)).not.toBe("INTERNAL");
   });
 
-  // KNOWN DEFECT, not fixed yet: connect-es parses binary request bodies before any interceptor or
-  // handler runs and maps every parse failure to INTERNAL ("parse binary: ..."), so the connect-node
-  // listener answers bad protobuf bytes with 500/internal. `it.fails` keeps the defect visible: this
-  // starts failing (and must become `it`) as soon as the listener answers invalid_argument.
-  it.fails.each(bodies)("%s is INVALID_ARGUMENT on the connect-node listener (Connect binary)", async (_name, path, bytes) => {
+  it.each(bodies)("%s is INVALID_ARGUMENT over gRPC on the connect-node listener", async (_name, path, bytes) => {
+    const err = await rpcError(grpcJsRawCall(app.httpPort, path, Buffer.from(bytes), { authorization: `Bearer ${admin.secret}` }));
+    expect(err.code).toBe(RpcCode.InvalidArgument);
+    expect(reasonOf(err)).toBe("INVALID_ARGUMENT");
+  });
+
+  // connect-es itself would answer INTERNAL ("parse binary: ..."): src/transport/decode-guard.ts
+  // checks binary unary bodies first.
+  it.each(bodies)("%s is INVALID_ARGUMENT on the connect-node listener (Connect binary)", async (_name, path, bytes) => {
     const res = await fetch(`http://127.0.0.1:${app.httpPort}${path}`, {
       method: "POST",
       headers: { "content-type": "application/proto", authorization: `Bearer ${admin.secret}` },
@@ -152,6 +156,17 @@ describe("undecodable requests", () => {
     const body = (await res.json()) as { code: string; message: string };
     expect(body.code, body.message).toBe("invalid_argument");
     expect(res.status).toBe(400);
+  });
+
+  it.each(bodies)("%s is INVALID_ARGUMENT over gRPC-Web on the connect-node listener", async (_name, path, bytes) => {
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, bytes.length]), Buffer.from(bytes)]);
+    const res = await fetch(`http://127.0.0.1:${app.httpPort}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", authorization: `Bearer ${admin.secret}` },
+      body: frame,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("grpc-status")).toBe(String(RpcCode.InvalidArgument));
   });
 
   it("a Connect JSON body of the wrong shape is INVALID_ARGUMENT", async () => {

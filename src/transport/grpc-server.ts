@@ -2,6 +2,7 @@ import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMet
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import type { Readable } from "node:stream";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { toConnectError } from "./errors.js";
 import { addressFromGrpcPeer, peerAddressKey } from "./peer.js";
@@ -126,8 +127,13 @@ function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
   };
 }
 
+/**
+ * Decodes a client stream. The iterator must not destroy the call when the client half-closes:
+ * a Duplex destroyed at the end of its readable side never sends its status, and the client
+ * (buf curl's reflection stream, say) waits forever.
+ */
 async function* decodeStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, schema: DescMessage): AsyncIterable<unknown> {
-  for await (const chunk of call as AsyncIterable<Buffer>) yield decode(schema, chunk);
+  for await (const chunk of (call as unknown as Readable).iterator({ destroyOnReturn: false })) yield decode(schema, chunk as Buffer);
 }
 
 function streamHandler(bound: Bound) {

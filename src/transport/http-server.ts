@@ -7,6 +7,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { peerAddressKey } from "./peer.js";
+import { guardDecoding } from "./decode-guard.js";
 
 /** A plain HTTP route served beside the RPCs (health probes, metrics, JWKS, ...). */
 export type HttpRoute = (req: RouteRequest, res: RouteResponse) => void | Promise<void>;
@@ -47,6 +48,8 @@ export function createHttpServer(options: HttpServerOptions): net.Server {
   const handler = connectNodeAdapter({
     routes(router) {
       for (const [service, impl] of options.services) router.service(service, impl as never);
+      // Undecodable binary requests become INVALID_ARGUMENT instead of connect's INTERNAL.
+      router.handlers.splice(0, router.handlers.length, ...router.handlers.map(guardDecoding));
     },
     ...(options.shutdownSignal ? { shutdownSignal: options.shutdownSignal } : {}),
     contextValues: (req) => createContextValues().set(peerAddressKey, (req.socket as { remoteAddress?: string } | undefined)?.remoteAddress ?? ""),
