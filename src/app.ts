@@ -31,6 +31,10 @@ import { KeyService, file_tollgate_v1_key_service } from "./gen/tollgate/v1/key_
 import { TenantService, file_tollgate_v1_tenant_service } from "./gen/tollgate/v1/tenant_service_pb.js";
 import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { createRoutes } from "./transport/routes.js";
+import { Authorization, file_envoy_service_auth_v3_external_auth } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
+import { RateLimitService, file_envoy_service_ratelimit_v3_rls } from "./gen/envoy/service/ratelimit/v3/rls_pb.js";
+import { createAuthorizationService } from "./envoy/authorization-service.js";
+import { createRateLimitService } from "./envoy/rate-limit-service.js";
 
 /** A running Tollgate: its listeners, its parts (for tests and the CLI), and a graceful stop. */
 export interface App {
@@ -121,13 +125,19 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
   });
   const pipeline = { logger, metrics };
+  const onDecision = (rpc: string, code: string) => metrics.decisions.inc({ rpc, code });
+  // Envoy adapters. TODO(integration): pass `authorize` and `consume` (see src/envoy/ports.ts) once
+  // Authorize and ConsumeQuota exist; until then a route that needs them fails closed.
+  const envoyDeps = { authenticate: verifier.verify, now, onDecision, ...config.envoy };
   const services: Mounted[] = [
     [AuthService, instrument(AuthService, createAuthService({ verifier, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
+    [Authorization, instrument(Authorization, createAuthorizationService(envoyDeps), pipeline)],
+    [RateLimitService, instrument(RateLimitService, createRateLimitService(envoyDeps), pipeline)],
     [Health, createHealthService(health)],
     [ReflectionV1, reflection.v1],
     [ReflectionV1alpha, reflection.v1alpha],

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { DEFAULT_CREDENTIAL_SOURCES, parseCredentialSources, type CredentialSource } from "../envoy/credentials.js";
 
 /** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
 export interface Argon2Params {
@@ -38,6 +39,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** Default key prefix per environment. */
   prefixes: { live: string; test: string };
+  /** The Envoy ext_authz adapter: credential sources in order, and trusted `x-forwarded-for` hops (0 = ignore XFF). */
+  envoy: { credentialSources: CredentialSource[]; xffTrustedHops: number };
 }
 
 /** A configuration problem, listing every bad variable at once. */
@@ -108,10 +111,16 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       live: str("TOLLGATE_PREFIX_LIVE", "sk_live"),
       test: str("TOLLGATE_PREFIX_TEST", "sk_test"),
     },
+    envoy: { credentialSources: [], xffTrustedHops: 0 },
     ...overrides,
   };
   for (const [env_, prefix] of Object.entries(config.prefixes)) {
     if (!PREFIX_PATTERN.test(prefix)) problems.push(`key prefix for ${env_} must match ${PREFIX_PATTERN}, got "${prefix}"`);
+  }
+  if (!overrides.envoy) {
+    const sources = parseCredentialSources(str("TOLLGATE_ENVOY_CREDENTIAL_SOURCES", DEFAULT_CREDENTIAL_SOURCES));
+    if (typeof sources === "string") problems.push(`TOLLGATE_ENVOY_CREDENTIAL_SOURCES: ${sources}`);
+    else config.envoy = { credentialSources: sources, xffTrustedHops: int("TOLLGATE_ENVOY_XFF_TRUSTED_HOPS", 0, 0, 16) };
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
