@@ -199,7 +199,7 @@ describe("Check with malformed attributes answers a decision, never INTERNAL", (
 
   it("a route that needs Authorize or named limits fails closed while they are not wired", async () => {
     const { secret } = await seedKey(app, { tenantId: "acme" });
-    for (const contextExtensions of [{ permission: "chat:write" }, { limits: "rpm" }]) {
+    for (const contextExtensions of [{ permission: "chat:write" }, { limits: "rpm" }] as Record<string, string>[]) {
       const v = await envoy.check({ headers: { "x-api-key": secret }, contextExtensions });
       expect(v).toMatchObject({ kind: "error", grpcCode: grpc.status.FAILED_PRECONDITION, status: 403 });
     }
