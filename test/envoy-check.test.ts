@@ -12,7 +12,7 @@ import type { App } from "../src/app.js";
 import { createHasher } from "../src/keys/hasher.js";
 import { createKeyAdmin } from "../src/keys/key-admin.js";
 import { createTestDatabase, type TestDatabase } from "./support/db.js";
-import { envoyCheckRequest, envoyExtAuthz, type EnvoyVerdict } from "./support/envoy-harness.js";
+import { envoyCheckRequest, envoyExtAuthz, envoyRateLimit, type EnvoyVerdict } from "./support/envoy-harness.js";
 import { seedKey, startTestServer } from "./support/server.js";
 
 let db: TestDatabase;
@@ -205,6 +205,20 @@ describe("Check with malformed attributes answers a decision, never INTERNAL", (
     }
     // Unwired steps are not needed: default limits and a tenant header naming the key's own tenant.
     allowed(await envoy.check({ headers: { "x-api-key": secret, "x-tenant-id": "acme" }, contextExtensions: { tenant_header: "x-tenant-id" } }));
+  });
+});
+
+describe("ShouldRateLimit on the server as wired", () => {
+  it("answers descriptors that are not Tollgate's OK, and fails closed for key descriptors while quota is not wired", async () => {
+    const rls = envoyRateLimit(app.grpcPort);
+    try {
+      const ok = await rls.shouldRateLimit("edge", [[["remote_address", "10.1.1.1"]], [["generic_key", "beta"]]], { timeoutMs: 2_000 });
+      expect(ok.kind !== "error" && ok.raw.statuses.map((s) => [s.code, s.current_limit])).toEqual([["OK", null], ["OK", null]]);
+      const keyed = await rls.shouldRateLimit("edge", [[["key_id", "k1"]]], { timeoutMs: 2_000 });
+      expect(keyed).toMatchObject({ kind: "error", grpcCode: grpc.status.FAILED_PRECONDITION });
+    } finally {
+      rls.close();
+    }
   });
 });
 
