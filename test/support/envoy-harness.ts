@@ -263,13 +263,13 @@ export interface RateLimitResponseObject {
 }
 
 /** A ratelimit filter pointed at `port` (timeout 20 ms by default, as Envoy's). */
-export function envoyRateLimit(port: number, filter: { failureModeDeny?: boolean } = {}) {
+export function envoyRateLimit(port: number, filter: { failureModeDeny?: boolean; timeoutMs?: number } = {}) {
   const RateLimitService = service("envoy.service.ratelimit.v3.RateLimitService");
   const client = new RateLimitService(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { ShouldRateLimit: Unary };
   return {
     async shouldRateLimit(domain: string, descriptors: Descriptor[], options: { hitsAddend?: number; timeoutMs?: number } = {}): Promise<RateLimitVerdict> {
       const message = { domain, descriptors: descriptors.map((entries) => ({ entries: entries.map(([key, value]) => ({ key, value })) })), hits_addend: options.hitsAddend ?? 0 };
-      const deadline = new Date(Date.now() + (options.timeoutMs ?? 20));
+      const deadline = new Date(Date.now() + (options.timeoutMs ?? filter.timeoutMs ?? 20));
       try {
         const raw = await new Promise<RateLimitResponseObject>((resolve, reject) =>
           client.ShouldRateLimit(message, new grpc.Metadata(), { deadline }, (err: grpc.ServiceError | null, res: RateLimitResponseObject) => (err ? reject(err) : resolve(res))),
