@@ -8,9 +8,6 @@ import type { CredentialCarrier } from "./credentials.js";
  * may not, and every field may be empty. Nothing here throws; a missing part reads as empty.
  */
 export interface HttpRequestView extends CredentialCarrier {
-  /** Envoy's stream id (`x-request-id` by default), for correlation only. */
-  id: string;
-  method: string;
   /** The end client's address, or "" when it cannot be known (pipe, garbage, missing). */
   clientIp: string;
   /** Per-route settings from `check_settings.context_extensions`. */
@@ -40,8 +37,6 @@ export function readCheckRequest(req: CheckRequest, xffTrustedHops: number): Htt
   }
   const socket = attributes?.source?.address?.address.case === "socketAddress" ? attributes.source.address.address.value.address : "";
   return {
-    id: http?.id ?? "",
-    method: http?.method || headers.get(":method") || "",
     path: http?.path || headers.get(":path") || "",
     headers,
     clientIp: clientIpOf(socket, headers.get("x-forwarded-for"), xffTrustedHops),

@@ -36,6 +36,7 @@ export const MAX_DESCRIPTORS = 64;
 
 const UINT32_MAX = 0xffff_ffff;
 
+/** What the rate-limit service needs: the quota port and a clock for `duration_until_reset`. */
 export interface RateLimitServiceDeps {
   /** ConsumeQuota; optional only until it is wired (then a known descriptor is FAILED_PRECONDITION). */
   consume?: Consume | undefined;
