@@ -47,6 +47,11 @@ import { startTokens, type TokenParts } from "./tokens/setup.js";
 import { createSigningKeyService } from "./services/signing-key-service.js";
 import { createOAuthRoutes } from "./transport/oauth-routes.js";
 import { SigningKeyService, file_tollgate_v1_signing_key_service } from "./gen/tollgate/v1/signing_key_service_pb.js";
+import { Authorization, file_envoy_service_auth_v3_external_auth } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
+import { RateLimitService, file_envoy_service_ratelimit_v3_rls } from "./gen/envoy/service/ratelimit/v3/rls_pb.js";
+import { createAuthorizationService } from "./envoy/authorization-service.js";
+import { createRateLimitService } from "./envoy/rate-limit-service.js";
+import { createEnvoyPorts } from "./envoy/domain-ports.js";
 
 /** A running Tollgate: its listeners, its parts (for tests and the CLI), and a graceful stop. */
 export interface App {
@@ -168,7 +173,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_grpc_health_v1_health, file_google_rpc_error_details] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
   });
   const pipeline = { logger, metrics };
   const rotateKey = createRotateKeyHandler({
@@ -177,6 +182,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     defaultGraceMs: config.rotation.defaultGraceSeconds * 1000,
     maxGraceMs: config.rotation.maxGraceSeconds * 1000,
   });
+  const onDecision = (rpc: string, code: string) => metrics.decisions.inc({ rpc, code });
+  // Envoy adapters: the same verifier, policy decision and quota service as the AuthService RPCs.
+  const envoyDeps = { authenticate: verifier.verify, ...createEnvoyPorts({ verifier, policies, quota: quota.service }), now, onDecision, ...config.envoy };
+  // Answer UNAVAILABLE with a tenth of Envoy's timeout to spare, so it arrives before Envoy gives up.
+  const envoyPipeline = { ...pipeline, deadlineMarginRatio: 0.1 };
   const services: Mounted[] = [
     [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, policies, quota: quota.service, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
@@ -184,6 +194,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],
     [PolicyService, instrument(PolicyService, createPolicyService(createPolicyAdmin({ pool, policies }), adminAuth), pipeline)],
     [UsageService, instrument(UsageService, createUsageService(quota.repo, adminAuth, now), pipeline)],
+    [Authorization, instrument(Authorization, createAuthorizationService(envoyDeps), envoyPipeline)],
+    [RateLimitService, instrument(RateLimitService, createRateLimitService(envoyDeps), envoyPipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
     [Health, instrument(Health, createHealthService(health), pipeline)],
     [ReflectionV1, reflection.v1],

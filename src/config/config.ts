@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { parseMasterKey, parseTokenConfig, type TokenConfig } from "../tokens/token-config.js";
 import type { QuotaSettings } from "../quota/quota-runtime.js";
+import { DEFAULT_CREDENTIAL_SOURCES, parseCredentialSources, type CredentialSource } from "../envoy/credentials.js";
 
 /** Argon2id cost parameters; stored inside every PHC string, so they can be raised later. */
 export interface Argon2Params {
@@ -49,6 +50,8 @@ export interface Config {
   tokens: TokenConfig;
   /** Quota leasing and flushing (TOLLGATE_QUOTA_*). */
   quota: QuotaSettings;
+  /** The Envoy ext_authz adapter: credential sources in order, and trusted `x-forwarded-for` hops (0 = ignore XFF). */
+  envoy: { credentialSources: CredentialSource[]; xffTrustedHops: number };
 }
 
 /** A configuration problem, listing every bad variable at once. */
@@ -140,6 +143,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       flushMs: int("TOLLGATE_QUOTA_FLUSH_MS", 1000, 10, 600_000),
       catalogTtlMs: int("TOLLGATE_QUOTA_CATALOG_TTL_MS", 60_000, 0, 3_600_000),
     },
+    envoy: { credentialSources: [], xffTrustedHops: 0 },
     ...overrides,
   };
   for (const [env_, prefix] of Object.entries(config.prefixes)) {
@@ -147,6 +151,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   }
   if (config.rotation.defaultGraceSeconds > config.rotation.maxGraceSeconds) {
     problems.push("TOLLGATE_ROTATION_DEFAULT_GRACE_SECONDS must not exceed TOLLGATE_ROTATION_MAX_GRACE_SECONDS");
+  }
+  if (!overrides.envoy) {
+    const sources = parseCredentialSources(str("TOLLGATE_ENVOY_CREDENTIAL_SOURCES", DEFAULT_CREDENTIAL_SOURCES));
+    if (typeof sources === "string") problems.push(`TOLLGATE_ENVOY_CREDENTIAL_SOURCES: ${sources}`);
+    else config.envoy = { credentialSources: sources, xffTrustedHops: int("TOLLGATE_ENVOY_XFF_TRUSTED_HOPS", 0, 0, 16) };
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

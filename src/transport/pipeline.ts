@@ -11,6 +11,12 @@ export interface PipelineDeps {
   metrics: Metrics;
   /** Leave this much of the caller's deadline to send the answer. */
   deadlineMarginMs?: number;
+  /**
+   * Leave at least this fraction of the caller's deadline too (default 0). A relative grpc-timeout
+   * starts late by the request's transit time, so a fixed few milliseconds is too thin for a
+   * 200 ms Envoy check across a network, and a large fixed margin would eat a 20 ms one whole.
+   */
+  deadlineMarginRatio?: number;
 }
 
 type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
@@ -54,9 +60,10 @@ function begin(service: DescService, method: DescMethod, ctx: HandlerContext, de
   };
 }
 
-function withDeadline<T>(work: Promise<T>, ctx: HandlerContext, marginMs: number): Promise<T> {
+function withDeadline<T>(work: Promise<T>, ctx: HandlerContext, minMarginMs: number, marginRatio: number): Promise<T> {
   const timeoutMs = ctx.timeoutMs();
   if (timeoutMs === undefined) return work;
+  const marginMs = Math.max(minMarginMs, timeoutMs * marginRatio);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(unavailable("DEADLINE_NEAR", "a dependency did not answer within the call's deadline")), Math.max(timeoutMs - marginMs, 1));
@@ -66,10 +73,11 @@ function withDeadline<T>(work: Promise<T>, ctx: HandlerContext, marginMs: number
 
 function wrapUnary(service: DescService, method: DescMethod, fn: AnyImpl, deps: PipelineDeps): AnyImpl {
   const margin = deps.deadlineMarginMs ?? 5;
+  const ratio = deps.deadlineMarginRatio ?? 0;
   return async (req, ctx) => {
     const end = begin(service, method, ctx, deps);
     try {
-      const res = await withDeadline(Promise.resolve(fn(req, ctx)), ctx, margin);
+      const res = await withDeadline(Promise.resolve(fn(req, ctx)), ctx, margin, ratio);
       end();
       return res;
     } catch (err) {

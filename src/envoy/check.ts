@@ -1,0 +1,94 @@
+import { TollgateError } from "../domain/errors.js";
+import type { KeyRecord } from "../domain/key.js";
+import { MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
+import { AUTH_MESSAGES } from "../services/convert.js";
+import { TENANT_ID_PATTERN } from "../services/validate.js";
+import type { HttpRequestView } from "./check-request.js";
+import { credentialLocations, findCredential } from "./credentials.js";
+import type { Authenticate, Authorize, Consume, DecisionCode } from "./ports.js";
+import { quotaHeaders } from "./quota-headers.js";
+import type { RouteSettings } from "./route-settings.js";
+
+/** The domain calls one Check makes. `authorize` and `consume` are optional only until they are wired. */
+export interface CheckDeps {
+  authenticate: Authenticate;
+  authorize?: Authorize | undefined;
+  consume?: Consume | undefined;
+}
+
+/** Let the request through, changed as described. */
+export interface CheckAllow {
+  allowed: true;
+  code: "VALID";
+  key: KeyRecord;
+  /** Credential headers and query parameters to remove before the request goes upstream. */
+  strip: { headers: string[]; queryParameters: string[] };
+  /** Rate-limit headers for the end client's response. */
+  responseHeaders: Record<string, string>;
+}
+
+/** Refuse the request; the adapter turns `code` into 401 / 403 / 429. */
+export interface CheckDeny {
+  allowed: false;
+  code: DecisionCode;
+  message: string;
+  /** The key, when its secret was proven (for dynamic metadata and logs). */
+  key?: KeyRecord | undefined;
+  /** Extra headers for the end client (rate-limit headers, `retry-after`). */
+  headers: Record<string, string>;
+}
+
+/** What one Check decided: a value, never an exception, whatever the answer. */
+export type CheckDecision = CheckAllow | CheckDeny;
+
+const deny = (code: DecisionCode, message: string, key?: KeyRecord, headers: Record<string, string> = {}): CheckDeny => ({ allowed: false, code, message, key, headers });
+
+/**
+ * One ext_authz decision: find the credential → Authenticate → Authorize (when the route asks for
+ * a permission, resource or tenant) → ConsumeQuota (unless the route says `limits: none`). The
+ * first "no" ends it, so a request refused by policy is never charged. Throws only when a domain
+ * call cannot answer (UNAVAILABLE) or the route needs a step this server cannot perform.
+ */
+export async function decide(view: HttpRequestView, route: RouteSettings, deps: CheckDeps): Promise<CheckDecision> {
+  const found = findCredential(view, route.credentialSources);
+  if (!found) return deny("MISSING_CREDENTIAL", AUTH_MESSAGES.MISSING_CREDENTIAL!);
+  if (found.value.length > MAX_CREDENTIAL_LENGTH) return deny("MALFORMED_CREDENTIAL", AUTH_MESSAGES.MALFORMED_CREDENTIAL!);
+  const verification = await deps.authenticate(found.value, view.clientIp);
+  const key = verification.key;
+  if (verification.code !== "VALID" || !key) {
+    return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
+  }
+
+  const refused = await authorizeStep(view, route, key, deps);
+  if (refused) return refused;
+
+  let responseHeaders: Record<string, string> = {};
+  if (route.limits !== undefined && (deps.consume || route.limits.length > 0)) {
+    if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
+    const outcome = await deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
+    responseHeaders = quotaHeaders(outcome);
+    if (!outcome.allowed) return deny(outcome.code, outcome.message, key, responseHeaders);
+  }
+  const strip = route.stripCredentials ? credentialLocations(view, route.credentialSources) : { headers: [], queryParameters: [] };
+  return { allowed: true, code: "VALID", key, strip, responseHeaders };
+}
+
+async function authorizeStep(view: HttpRequestView, route: RouteSettings, key: KeyRecord, deps: CheckDeps): Promise<CheckDeny | undefined> {
+  let tenantId = key.tenantId;
+  if (route.tenantHeader !== "") {
+    const requested = view.headers.get(route.tenantHeader)?.trim() ?? "";
+    if (requested !== "" && !TENANT_ID_PATTERN.test(requested)) return deny("TENANT_FORBIDDEN", "the requested tenant is not a valid tenant id", key);
+    if (requested !== "") tenantId = requested;
+  }
+  if (route.permission === "" && route.resource === "" && route.tenantHeader === "") return undefined;
+  if (!deps.authorize) {
+    if (route.permission === "" && route.resource === "" && tenantId === key.tenantId) return undefined;
+    throw notWired("AUTHORIZE_NOT_AVAILABLE", "the route needs a permission, resource or tenant check but this server has no Authorize wired");
+  }
+  const outcome = await deps.authorize({ key, permissionQuery: route.permission, resource: route.resource, tenantId, clientIp: view.clientIp });
+  return outcome.allowed ? undefined : deny(outcome.code, outcome.message, key);
+}
+
+function notWired(reason: string, message: string): TollgateError {
+  return new TollgateError("failed_precondition", reason, message);
+}

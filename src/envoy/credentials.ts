@@ -1,0 +1,104 @@
+/**
+ * Where a credential may come from in an HTTP request seen by Envoy, and how it is found.
+ *
+ * A source is one of:
+ *   - `bearer`          — the `authorization` header with the `Bearer` scheme (other schemes are skipped);
+ *   - `header:<name>`   — the whole value of a header, e.g. `header:x-api-key`;
+ *   - `query:<param>`   — a query parameter of the request target, e.g. `query:api_key`.
+ * Sources are tried in the configured order; the first one present wins, even if what it holds
+ * turns out to be invalid (a request does not get a second try with another credential).
+ */
+export type CredentialSource =
+  | { kind: "bearer"; name: "authorization" }
+  | { kind: "header"; name: string }
+  | { kind: "query"; name: string };
+
+/** The default order: `authorization: Bearer`, then `x-api-key`, then the `api_key` query parameter. */
+export const DEFAULT_CREDENTIAL_SOURCES = "bearer,header:x-api-key,query:api_key";
+
+const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+const QUERY_NAME = /^[A-Za-z0-9._~-]{1,64}$/;
+
+/**
+ * Parses a comma-separated source list such as `bearer,header:x-api-key,query:api_key`.
+ * Returns a description of the first problem instead of throwing, so the caller can report it
+ * against its own field name (an environment variable or a context extension).
+ */
+export function parseCredentialSources(text: string): CredentialSource[] | string {
+  const sources: CredentialSource[] = [];
+  for (const raw of text.split(",")) {
+    const item = raw.trim();
+    const colon = item.indexOf(":");
+    const kind = colon < 0 ? item : item.slice(0, colon);
+    const name = colon < 0 ? "" : item.slice(colon + 1);
+    if (kind === "bearer" && name === "") sources.push({ kind: "bearer", name: "authorization" });
+    else if (kind === "header" && HEADER_NAME.test(name) && !name.startsWith(":")) sources.push({ kind: "header", name });
+    else if (kind === "query" && QUERY_NAME.test(name)) sources.push({ kind: "query", name });
+    else return `"${item.slice(0, 80)}" is not bearer, header:<lower-case name> or query:<name>`;
+  }
+  if (sources.length === 0) return "must name at least one source";
+  return sources;
+}
+
+/** The parts of a request a credential can be read from. Header names are lower-case. */
+export interface CredentialCarrier {
+  headers: ReadonlyMap<string, string>;
+  /** The request target with its query string, undecoded (`/v1/chat?api_key=...`). */
+  path: string;
+}
+
+/** A credential found in a request, and where it was found. */
+export interface FoundCredential {
+  value: string;
+  source: CredentialSource;
+}
+
+const BEARER = /^bearer(?:\s+|$)/i;
+
+/** Finds the credential of a request: the first configured source present, else undefined. */
+export function findCredential(request: CredentialCarrier, sources: readonly CredentialSource[]): FoundCredential | undefined {
+  let query: URLSearchParams | undefined;
+  for (const source of sources) {
+    if (source.kind === "query") {
+      query ??= queryOf(request.path);
+      const value = query.get(source.name);
+      if (value !== null && value !== "") return { value, source };
+      continue;
+    }
+    const value = request.headers.get(source.name);
+    if (value === undefined || value === "") continue;
+    if (source.kind === "bearer" && !BEARER.test(value)) continue;
+    return { value, source };
+  }
+  return undefined;
+}
+
+/**
+ * What to strip before the request goes upstream: every configured credential header and query
+ * parameter the request carries, not just the one used, so no credential reaches the upstream.
+ */
+export function credentialLocations(request: CredentialCarrier, sources: readonly CredentialSource[]): { headers: string[]; queryParameters: string[] } {
+  const headers: string[] = [];
+  const queryParameters: string[] = [];
+  let query: URLSearchParams | undefined;
+  for (const source of sources) {
+    if (source.kind === "query") {
+      query ??= queryOf(request.path);
+      if (query.has(source.name) && !queryParameters.includes(source.name)) queryParameters.push(source.name);
+    } else if (request.headers.has(source.name) && !headers.includes(source.name)) {
+      headers.push(source.name);
+    }
+  }
+  return { headers, queryParameters };
+}
+
+function queryOf(path: string): URLSearchParams {
+  const start = path.indexOf("?");
+  if (start < 0) return new URLSearchParams();
+  const end = path.indexOf("#", start);
+  try {
+    return new URLSearchParams(path.slice(start + 1, end < 0 ? undefined : end));
+  } catch {
+    return new URLSearchParams();
+  }
+}
