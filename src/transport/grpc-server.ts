@@ -1,11 +1,11 @@
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { Readable } from "node:stream";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { toConnectError } from "./errors.js";
-import { addressFromGrpcPeer, peerAddressKey } from "./peer.js";
+import { createGrpcHandlerContext, type GrpcHandlerContext } from "./grpc-context.js";
 
 type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
 type AnyCall = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -50,30 +50,8 @@ interface Bound {
   shutdownSignal: AbortSignal | undefined;
 }
 
-function contextFor(call: AnyCall, { service, method, shutdownSignal }: Bound) {
-  const headers: [string, string][] = [];
-  for (const [name, value] of Object.entries(call.metadata.getMap())) {
-    headers.push([name, typeof value === "string" ? value : Buffer.from(value).toString("base64")]);
-  }
-  const deadline = call.getDeadline();
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  const ctx = createHandlerContext({
-    service,
-    method,
-    protocolName: "grpc",
-    requestMethod: "POST",
-    url: `/${service.typeName}/${method.name}`,
-    timeoutMs: Number.isFinite(deadlineMs) ? Math.max(deadlineMs - Date.now(), 0) : undefined,
-    requestHeader: headers,
-    contextValues: createContextValues().set(peerAddressKey, addressFromGrpcPeer(call.getPeer())),
-    ...(shutdownSignal ? { shutdownSignal } : {}),
-  });
-  // grpc-js also emits "cancelled" when a finished call's stream closes; aborting then would cost
-  // ~10 µs per call for nothing, so the listener is removed as soon as the answer is sent.
-  const onCancel = () => ctx.abort();
-  (call as NodeJS.EventEmitter).once("cancelled", onCancel);
-  const finished = () => (call as NodeJS.EventEmitter).off("cancelled", onCancel);
-  return Object.assign(ctx, { finished });
+function contextFor(call: AnyCall, { service, method, shutdownSignal }: Bound): GrpcHandlerContext {
+  return createGrpcHandlerContext(call, service, method, shutdownSignal);
 }
 
 function decode(schema: DescMessage, bytes: Buffer): unknown {
@@ -116,8 +94,8 @@ function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
         (res) => {
           const bytes = encode(bound.method.output, res);
           ctx.finished();
-          call.sendMetadata(toMetadata(ctx.responseHeader));
-          callback(null, bytes, toMetadata(ctx.responseTrailer));
+          if (ctx.touchedResponseHeaders) call.sendMetadata(toMetadata(ctx.responseHeader));
+          callback(null, bytes, ctx.touchedResponseTrailers ? toMetadata(ctx.responseTrailer) : undefined);
         },
         (err: unknown) => {
           ctx.finished();
@@ -151,9 +129,11 @@ function streamHandler(bound: Bound) {
         if (!call.write(encode(bound.method.output, res))) await new Promise((resolve) => call.once("drain", resolve));
       }
       call.end(toMetadata(ctx.responseTrailer));
-    })().catch((err: unknown) => {
-      if (!call.cancelled) call.emit("error", serviceError(err, ctx));
-    });
+    })()
+      .catch((err: unknown) => {
+        if (!call.cancelled) call.emit("error", serviceError(err, ctx));
+      })
+      .finally(() => ctx.finished());
   };
 }
 
