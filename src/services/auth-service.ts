@@ -5,6 +5,9 @@ import type { PolicyCache } from "../policy/policy-cache.js";
 import type { QuotaService } from "../quota/quota-service.js";
 import { consumeQuota } from "./consume-quota.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { isRotationDue } from "../keys/rotation-policy.js";
+import { AuthenticateResponseSchema, type AuthenticateResponse } from "../gen/tollgate/v1/authenticate_pb.js";
 import type { KeyRecord } from "../domain/key.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import { checkClientIp, checkCredential } from "./validate.js";
@@ -35,6 +38,7 @@ const notYet = (rpc: string) => () => {
  * (INVALID_ARGUMENT) or a broken dependency (UNAVAILABLE).
  */
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
+  const validAnswers = createValidAnswerCache(deps);
   return {
     async authenticate(req) {
       const v = new Violations();
@@ -44,6 +48,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       if (isAccessToken(req.credential)) return authenticateAccessToken(deps.tokens, req, deps);
       const { code, key } = await deps.verifier.verify(req.credential, req.clientIp);
       deps.onDecision?.("Authenticate", code);
+      if (code === "VALID" && key) return validAnswers(key);
       const valid = code === "VALID";
       return {
         valid,
@@ -58,5 +63,28 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     consumeQuota: deps.quota ? (req, ctx) => consumeQuota({ ...deps, quota: deps.quota! }, req, ctx) : notYet("ConsumeQuota"),
     issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: deps.rotateKey ?? notYet("RotateKey"),
+  };
+}
+
+/**
+ * The VALID answer for a key, built once per key record and reused while the record and its
+ * time-dependent flags (rotation pending, rotation due) stay the same. A warm Authenticate then
+ * allocates no response, and the grpc-js adapter reuses the answer's encoded bytes (it is frozen).
+ * Records are replaced whenever a key is re-read, so a change can never be served stale from here.
+ */
+function createValidAnswerCache(deps: AuthServiceDeps) {
+  const answers = new WeakMap<KeyRecord, { pending: boolean; due: boolean; answer: AuthenticateResponse }>();
+  return (key: KeyRecord): AuthenticateResponse => {
+    const nowMs = deps.now();
+    const maxAgeMs = deps.maxKeyAgeMs?.(key);
+    const pending = key.graceExpiresAt !== null && key.graceExpiresAt.getTime() > nowMs;
+    const due = isRotationDue(key, nowMs, maxAgeMs);
+    const memo = answers.get(key);
+    if (memo && memo.pending === pending && memo.due === due) return memo.answer;
+    const answer = Object.freeze(create(AuthenticateResponseSchema, {
+      valid: true, code: codeOf("VALID"), principal: principalFromKey(key, nowMs, maxAgeMs), message: AUTH_MESSAGES.VALID,
+    }));
+    answers.set(key, { pending, due, answer });
+    return answer;
   };
 }

@@ -62,10 +62,18 @@ function decode(schema: DescMessage, bytes: Buffer): unknown {
   }
 }
 
+/** Encoded bytes of frozen (immutable, reused) answers, such as a warm key's VALID answer. */
+const encodedFrozen = new WeakMap<object, Buffer>();
+
 function encode(schema: DescMessage, value: unknown): Buffer {
+  const frozen = typeof value === "object" && value !== null && Object.isFrozen(value);
+  const cached = frozen ? encodedFrozen.get(value) : undefined;
+  if (cached) return cached;
   const message = isMessage(value, schema) ? value : create(schema, value as never);
   const bytes = toBinary(schema, message);
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (frozen) encodedFrozen.set(value as object, buffer);
+  return buffer;
 }
 
 function toMetadata(headers: Headers): grpc.Metadata {
