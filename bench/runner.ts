@@ -107,6 +107,11 @@ export async function runLoadRound(ctx: BenchContext, ready: ReadyLoad, shape: L
   if (load.non2xx > 0) problems.push(`h2load: ${load.non2xx} responses were not HTTP 2xx`);
   const slack = shape.connections * shape.streams * 2;
   problems.push(...checkCounters(ready, before, after, load.done, slack, extra));
+  const verdict = ready.scenario.verify?.(before, after, load.done);
+  if (verdict) {
+    Object.assign(extra, verdict.extra);
+    problems.push(...verdict.problems);
+  }
   return {
     scenario: ready.scenario.name, round, calls: load.done, callsPerSec: load.rps,
     p50Us: load.p50Us, p99Us: load.p99Us, p999Us: load.p999Us,

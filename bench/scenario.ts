@@ -60,6 +60,8 @@ export interface LoadScenario<I extends DescMessage = DescMessage, O extends Des
   setup(ctx: BenchContext): Promise<Prepared<I, O>>;
   /** Started when measuring begins, stopped when the load ends. */
   background?(ctx: BenchContext): Promise<Background>;
+  /** Extra figures and checks from the server's counters over the measured window (`done` = calls h2load completed). */
+  verify?(before: Sample[], after: Sample[], done: number): { problems: string[]; extra: Extra };
 }
 
 /** A scenario with its own client, for what h2load cannot do (a distinct request per call). */

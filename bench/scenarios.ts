@@ -11,6 +11,7 @@ import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
 import { argon2Figures, delta } from "./metrics.js";
 import { paced } from "./paced.js";
 import { customScenario, loadScenario, type BenchContext, type Scenario } from "./scenario.js";
+import { moreScenarios } from "./scenarios-more.js";
 
 const CLIENT_IP = "203.0.113.7";
 const WRONG_SECRETS_PER_SEC = Number(process.env.BENCH_WRONG_SECRETS_PER_SEC ?? 200);
@@ -92,7 +93,7 @@ function underWrongSecrets() {
 export const scenarios: Scenario[] = [
   loadScenario({
     name: "noop",
-    title: "no-op: grpc.health.v1.Health/Check (same grpc-js adapter, no pipeline)",
+    title: "no-op: grpc.health.v1.Health/Check (same grpc-js adapter and call pipeline)",
     method: Health.method.check,
     async setup() {
       return {
@@ -110,6 +111,8 @@ export const scenarios: Scenario[] = [
     target: 0.9,
     setup: async (ctx) => authenticateValid(await warmKey(ctx)),
   }),
+
+  ...moreScenarios,
 
   wrongSecretsAlone(),
   underWrongSecrets(),

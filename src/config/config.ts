@@ -132,11 +132,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     tokens: parseTokenConfig(env, problems),
     quota: {
       leasing: {
-        minBlock: int("TOLLGATE_QUOTA_MIN_BLOCK", 10, 1, 1_000_000),
+        minBlock: int("TOLLGATE_QUOTA_MIN_BLOCK", 50, 1, 1_000_000),
         maxBlock: int("TOLLGATE_QUOTA_MAX_BLOCK", 1000, 1, 1_000_000),
         targetLeaseMs: int("TOLLGATE_QUOTA_TARGET_LEASE_MS", 1000, 1, 600_000),
         divisor: int("TOLLGATE_QUOTA_DIVISOR", 4, 1, 1000),
-        idleReturnMs: int("TOLLGATE_QUOTA_IDLE_RETURN_MS", 5000, 0, 3_600_000),
+        idleReturnMs: int("TOLLGATE_QUOTA_IDLE_RETURN_MS", 60_000, 0, 3_600_000),
         bucketLeaseMs: int("TOLLGATE_QUOTA_BUCKET_LEASE_MS", 1000, 1, 600_000),
         recheckMs: int("TOLLGATE_QUOTA_RECHECK_MS", 1000, 0, 600_000),
       },

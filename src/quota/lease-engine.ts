@@ -22,7 +22,7 @@ export interface LeasingOptions {
 }
 
 /** Defaults: see the README's "Quotas" section for the resulting bounds. */
-export const DEFAULT_LEASING: LeasingOptions = { minBlock: 10, maxBlock: 1000, targetLeaseMs: 1000, divisor: 4, idleReturnMs: 5000, bucketLeaseMs: 1000, recheckMs: 1000 };
+export const DEFAULT_LEASING: LeasingOptions = { minBlock: 50, maxBlock: 1000, targetLeaseMs: 1000, divisor: 4, idleReturnMs: 60_000, bucketLeaseMs: 1000, recheckMs: 1000 };
 
 /** The state of one limit for one call, as answered to the caller. */
 export interface LimitOutcome {
