@@ -18,6 +18,8 @@ export interface LoadShape {
   durationSec: number;
   /** Seconds of load before measuring starts (--warm-up-time). */
   warmUpSec: number;
+  /** Open-loop pacing: requests per second per connection (--rps); unset = as fast as possible. */
+  rpsPerConnection?: number;
 }
 
 /** What one h2load run measured. */
@@ -81,6 +83,7 @@ export async function runH2load(url: string, bodyPath: string, logPath: string, 
     "-d", bodyPath, "-H", "content-type: application/grpc", "-H", "te: trailers",
     `--log-file=${logPath}`, url,
   ];
+  if (shape.rpsPerConnection) args.unshift(`--rps=${shape.rpsPerConnection}`);
   await rm(logPath, { force: true });
   const timer = onMeasuring ? setTimeout(onMeasuring, shape.warmUpSec * 1000) : undefined;
   const stdout = await new Promise<string>((resolve, reject) => {

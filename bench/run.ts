@@ -63,6 +63,15 @@ function contextFor(server: BenchServer, durationSec: number): BenchContext {
   };
 }
 
+/** The load shape of a scenario: paced at a fraction of another scenario's throughput this round, if it asks. */
+function shapeFor(s: Scenario, shape: LoadShape, thisRound: Map<string, RoundResult>): LoadShape {
+  if (s.kind !== "load" || !s.fixedRate) return shape;
+  const reference = thisRound.get(s.fixedRate.of);
+  if (!reference) throw new Error(`${s.name} is paced on ${s.fixedRate.of}, which must run before it`);
+  const total = reference.callsPerSec * s.fixedRate.fraction;
+  return { ...shape, rpsPerConnection: Math.max(1, Math.round(total / shape.connections)) };
+}
+
 function describeMachine(): string {
   const cpus = os.cpus();
   return `${cpus.length} × ${cpus[0]?.model.trim() ?? "CPU"}, Node ${process.version}, load average ${os.loadavg()[0]!.toFixed(2)} at start`;
@@ -89,9 +98,11 @@ async function main(): Promise<void> {
       ready.set(s.name, s.kind === "load" ? await prepareLoad(ctx, s, OUT_DIR) : await s.setup(ctx));
     }
     for (let round = 1; round <= rounds; round++) {
+      const thisRound = new Map<string, RoundResult>();
       for (const s of scenarios) {
-        const r = s.kind === "load" ? await runLoadRound(ctx, ready.get(s.name) as ReadyLoad, shape, round, OUT_DIR) : await runCustomRound(ctx, s, ready.get(s.name), round);
+        const r = s.kind === "load" ? await runLoadRound(ctx, ready.get(s.name) as ReadyLoad, shapeFor(s, shape, thisRound), round, OUT_DIR) : await runCustomRound(ctx, s, ready.get(s.name), round);
         results.push(r);
+        thisRound.set(s.name, r);
         await settle(server.httpPort);
         process.stderr.write(`round ${round} ${s.name}: ${Math.round(r.callsPerSec)} calls/s, p99 ${(r.p99Us / 1000).toFixed(2)} ms, ${Math.round(r.cpuUsPerCall)} µs CPU/call, loop lag p99 ${r.loopLagP99Ms.toFixed(1)} ms${r.problems.length ? `, PROBLEMS: ${r.problems.join("; ")}` : ""}\n`);
       }

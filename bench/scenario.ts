@@ -57,6 +57,8 @@ export interface LoadScenario<I extends DescMessage = DescMessage, O extends Des
   target?: number;
   /** Settings the server must run with for this scenario (merged for the one shared server). */
   serverEnv?: Record<string, string>;
+  /** Paced load: `fraction` of the throughput scenario `of` reached earlier in the same round (for latency at a fixed rate). */
+  fixedRate?: { of: string; fraction: number };
   setup(ctx: BenchContext): Promise<Prepared<I, O>>;
   /** Started when measuring begins, stopped when the load ends. */
   background?(ctx: BenchContext): Promise<Background>;

@@ -6,7 +6,7 @@
 import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
 import { Code } from "../src/gen/tollgate/v1/code_pb.js";
-import { Authorization } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { Authorization, type CheckResponse } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { delta } from "./metrics.js";
 import { customScenario, loadScenario, type BenchContext, type Extra } from "./scenario.js";
 import type { Sample } from "./metrics.js";
@@ -42,6 +42,22 @@ function statementsPer1000(rpc: string, admittedCode: string) {
     const admitted = delta(before, after, "tollgate_decisions_total", { rpc, code: admittedCode });
     const per1000 = admitted > 0 ? (statements / admitted) * 1000 : NaN;
     return { problems: [], extra: { quota_statements: statements, statements_per_1000_admitted: Math.round(per1000 * 100) / 100 } };
+  };
+}
+
+/** An allowed Check of a warm key with a quota charge, shaped as Envoy sends it. */
+async function checkSetup(ctx: BenchContext) {
+  const { secret } = await quotaKey(ctx);
+  return {
+    request: {
+      attributes: {
+        source: { address: { address: { case: "socketAddress" as const, value: { address: CLIENT_IP, portSpecifier: { case: "portValue" as const, value: 41000 } } } } },
+        request: { http: { id: "1", method: "GET", path: "/v1/chat", host: "api.example.com", headers: { ":path": "/v1/chat", ":method": "GET", "x-api-key": secret } } },
+        contextExtensions: { limits: BENCH_LIMIT },
+      },
+    },
+    expect: (res: CheckResponse) => (res.status?.code === 0 ? undefined : `expected allow, got status ${res.status?.code}: ${res.status?.message}`),
+    decision: { rpc: "Check", code: "VALID" },
   };
 }
 
@@ -132,21 +148,16 @@ export const moreScenarios = [
     method: Authorization.method.check,
     baseline: "noop",
     target: 0.9,
-    async setup(ctx) {
-      const { secret } = await quotaKey(ctx);
-      return {
-        request: {
-          attributes: {
-            source: { address: { address: { case: "socketAddress" as const, value: { address: CLIENT_IP, portSpecifier: { case: "portValue" as const, value: 41000 } } } } },
-            request: { http: { id: "1", method: "GET", path: "/v1/chat", host: "api.example.com", headers: { ":path": "/v1/chat", ":method": "GET", "x-api-key": secret } } },
-            contextExtensions: { limits: BENCH_LIMIT },
-          },
-        },
-        expect: (res) => (res.status?.code === 0 ? undefined : `expected allow, got status ${res.status?.code}: ${res.status?.message}`),
-        decision: { rpc: "Check", code: "VALID" },
-      };
-    },
+    setup: checkSetup,
     verify: statementsPer1000("Check", "VALID"),
+  }),
+
+  loadScenario({
+    name: "check-half-rate",
+    title: "Envoy Check as above, paced at half the throughput `check` reached in the same round (latency at a fixed rate)",
+    method: Authorization.method.check,
+    fixedRate: { of: "check", fraction: 0.5 },
+    setup: checkSetup,
   }),
 
   loadScenario({
