@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import type net from "node:net";
 import type pg from "pg";
 import type { Config } from "./config/config.js";
-import { createLogger, flushLogs, type Logger } from "./observability/logger.js";
+import { createAccessLogger, createLogger, flushLogs, type Logger } from "./observability/logger.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { createPool } from "./store/db.js";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./store/embedded.js";
@@ -175,7 +175,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const reflection = createReflectionServices({
     files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
   });
-  const pipeline = { logger, metrics };
+  const pipeline = { logger, metrics, accessLogger: createAccessLogger(logger) };
   const rotateKey = createRotateKeyHandler({
     rotator: createKeyRotator({ pool, hasher, now, onRotated: (keyId) => verifier.invalidate(keyId) }),
     verifier, adminAuth,

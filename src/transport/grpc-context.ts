@@ -19,75 +19,97 @@ export interface GrpcHandlerContext extends HandlerContext {
  * `createHandlerContext` eagerly builds two AbortControllers, three Headers and a deadline timer,
  * and links every call to the shutdown signal — a listener that stays until the call is aborted.
  * Here headers, values and the signal are created on first access; the signal follows the call's
- * cancellation, its deadline and server shutdown, and `finished()` unlinks it all.
+ * cancellation, its deadline and server shutdown, and `finished()` unlinks it all. A class, so
+ * that a call allocates one object and no closures.
  */
-export function createGrpcHandlerContext(call: Call, service: DescService, method: DescMethod, shutdownSignal: AbortSignal | undefined): GrpcHandlerContext {
-  const deadline = call.getDeadline();
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  const hasDeadline = Number.isFinite(deadlineMs);
-  let requestHeader: Headers | undefined;
-  let responseHeader: Headers | undefined;
-  let responseTrailer: Headers | undefined;
-  let values: ContextValues | undefined;
-  let controller: AbortController | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let done = false;
-  const emitter = call as unknown as NodeJS.EventEmitter;
+class GrpcContext implements GrpcHandlerContext {
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  private readonly deadlineMs: number;
+  private requestHeaders: Headers | undefined;
+  private responseHeaders: Headers | undefined;
+  private responseTrailers: Headers | undefined;
+  private contextValues: ContextValues | undefined;
+  private controller: AbortController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private done = false;
+  /** The listeners that must be removed again; created with the signal, never for calls that do not use it. */
+  private onCancel: (() => void) | undefined;
+  private onShutdown: (() => void) | undefined;
 
-  const abort = (reason: unknown) => controller?.abort(reason);
-  const onCancel = () => abort(new ConnectError("the call was cancelled", Code.Canceled));
-  const onShutdown = () => abort(new ConnectError("the server is shutting down", Code.Unavailable));
+  constructor(
+    private readonly call: Call,
+    readonly service: DescService,
+    readonly method: DescMethod,
+    private readonly shutdownSignal: AbortSignal | undefined,
+  ) {
+    const deadline = call.getDeadline();
+    this.deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  }
 
-  function signal(): AbortSignal {
-    if (controller) return controller.signal;
-    controller = new AbortController();
-    if (done) return controller.signal;
-    emitter.once("cancelled", onCancel);
-    shutdownSignal?.addEventListener("abort", onShutdown, { once: true });
-    if (hasDeadline) timer = setTimeout(() => abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), Math.max(deadlineMs - Date.now(), 0));
+  get url(): string {
+    return `/${this.service.typeName}/${this.method.name}`;
+  }
+
+  timeoutMs(): number | undefined {
+    return Number.isFinite(this.deadlineMs) ? this.deadlineMs - Date.now() : undefined;
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller) return this.controller.signal;
+    const controller = (this.controller = new AbortController());
+    if (this.done) return controller.signal;
+    this.onCancel = () => controller.abort(new ConnectError("the call was cancelled", Code.Canceled));
+    this.onShutdown = () => controller.abort(new ConnectError("the server is shutting down", Code.Unavailable));
+    (this.call as unknown as NodeJS.EventEmitter).once("cancelled", this.onCancel);
+    this.shutdownSignal?.addEventListener("abort", this.onShutdown, { once: true });
+    if (Number.isFinite(this.deadlineMs)) {
+      const timeout = () => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+      this.timer = setTimeout(timeout, Math.max(this.deadlineMs - Date.now(), 0));
+    }
     return controller.signal;
   }
 
-  return {
-    service,
-    method,
-    protocolName: "grpc",
-    requestMethod: "POST",
-    url: `/${service.typeName}/${method.name}`,
-    timeoutMs: () => (hasDeadline ? deadlineMs - Date.now() : undefined),
-    get signal() {
-      return signal();
-    },
-    get requestHeader() {
-      if (!requestHeader) {
-        requestHeader = new Headers();
-        for (const [name, value] of Object.entries(call.metadata.getMap())) {
-          requestHeader.set(name, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
-        }
+  get requestHeader(): Headers {
+    if (!this.requestHeaders) {
+      this.requestHeaders = new Headers();
+      for (const [name, value] of Object.entries(this.call.metadata.getMap())) {
+        this.requestHeaders.set(name, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
       }
-      return requestHeader;
-    },
-    get responseHeader() {
-      return (responseHeader ??= new Headers());
-    },
-    get responseTrailer() {
-      return (responseTrailer ??= new Headers());
-    },
-    get values() {
-      return (values ??= createContextValues().set(peerAddressKey, addressFromGrpcPeer(call.getPeer())));
-    },
-    get touchedResponseHeaders() {
-      return responseHeader !== undefined;
-    },
-    get touchedResponseTrailers() {
-      return responseTrailer !== undefined;
-    },
-    finished() {
-      done = true;
-      if (!controller) return;
-      emitter.off("cancelled", onCancel);
-      shutdownSignal?.removeEventListener("abort", onShutdown);
-      clearTimeout(timer);
-    },
-  };
+    }
+    return this.requestHeaders;
+  }
+
+  get responseHeader(): Headers {
+    return (this.responseHeaders ??= new Headers());
+  }
+
+  get responseTrailer(): Headers {
+    return (this.responseTrailers ??= new Headers());
+  }
+
+  get values(): ContextValues {
+    return (this.contextValues ??= createContextValues().set(peerAddressKey, addressFromGrpcPeer(this.call.getPeer())));
+  }
+
+  get touchedResponseHeaders(): boolean {
+    return this.responseHeaders !== undefined;
+  }
+
+  get touchedResponseTrailers(): boolean {
+    return this.responseTrailers !== undefined;
+  }
+
+  finished(): void {
+    this.done = true;
+    if (!this.controller) return;
+    if (this.onCancel) (this.call as unknown as NodeJS.EventEmitter).off("cancelled", this.onCancel);
+    if (this.onShutdown) this.shutdownSignal?.removeEventListener("abort", this.onShutdown);
+    clearTimeout(this.timer);
+  }
+}
+
+/** Creates the context of one grpc-js call (see {@link GrpcContext}). */
+export function createGrpcHandlerContext(call: Call, service: DescService, method: DescMethod, shutdownSignal: AbortSignal | undefined): GrpcHandlerContext {
+  return new GrpcContext(call, service, method, shutdownSignal);
 }

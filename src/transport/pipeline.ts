@@ -8,6 +8,8 @@ import { toConnectError } from "./errors.js";
 
 export interface PipelineDeps {
   logger: Logger;
+  /** Where successful calls are logged (see createAccessLogger); defaults to `logger`. */
+  accessLogger?: Logger;
   metrics: Metrics;
   /** Leave this much of the caller's deadline to send the answer. */
   deadlineMarginMs?: number;
@@ -20,6 +22,8 @@ export interface PipelineDeps {
 }
 
 type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * Wraps every method of a service with, in this order (outermost first):
@@ -42,7 +46,9 @@ export function instrument<S extends DescService>(service: S, impl: ServiceImpl<
 }
 
 function begin(service: DescService, method: DescMethod, ctx: HandlerContext, deps: PipelineDeps) {
-  const requestId = ctx.requestHeader.get("x-request-id")?.slice(0, 128) || randomUUID();
+  // A client's request id is kept only when it is plainly an id, so it can never smuggle content into logs.
+  const offered = ctx.requestHeader.get("x-request-id");
+  const requestId = offered && REQUEST_ID.test(offered) ? offered : randomUUID();
   ctx.responseHeader.set("x-request-id", requestId);
   const started = performance.now();
   return (err?: unknown) => {
@@ -51,7 +57,7 @@ function begin(service: DescService, method: DescMethod, ctx: HandlerContext, de
     deps.metrics.rpcTotal.inc({ service: service.typeName, method: method.name, code });
     deps.metrics.rpcDuration.observe({ service: service.typeName, method: method.name }, seconds);
     const line = { rpc: `${service.typeName}/${method.name}`, code, ms: Math.round(seconds * 1e5) / 100, requestId, protocol: ctx.protocolName };
-    if (err === undefined) deps.logger.info(line, "rpc");
+    if (err === undefined) (deps.accessLogger ?? deps.logger).info(line, "rpc");
     else {
       const mapped = toConnectError(err);
       const level = mapped.code === Code.Internal ? "error" : mapped.code === Code.Unavailable ? "warn" : "info";
