@@ -132,7 +132,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     rehash: (key, secret) => {
       void hasher.hash(secret).then((h) => keysRepo.replaceHash(pool, key.keyId, key.secretHash, h)).catch((err: unknown) => logger.warn({ err, keyId: key.keyId }, "rehash failed"));
     },
-    onCache: (result) => metrics.keyCache.inc({ result }),
+    onCache: (result) => metrics.keyCacheLookup(result),
   });
 
   const rotationPolicies = createRotationPolicies({
@@ -182,13 +182,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     defaultGraceMs: config.rotation.defaultGraceSeconds * 1000,
     maxGraceMs: config.rotation.maxGraceSeconds * 1000,
   });
-  const onDecision = (rpc: string, code: string) => metrics.decisions.inc({ rpc, code });
+  const onDecision = (rpc: string, code: string) => metrics.decision(rpc, code);
   // Envoy adapters: the same verifier, policy decision and quota service as the AuthService RPCs.
   const envoyDeps = { authenticate: verifier.verify, ...createEnvoyPorts({ verifier, policies, quota: quota.service }), now, onDecision, ...config.envoy };
   // Answer UNAVAILABLE with a tenth of Envoy's timeout to spare, so it arrives before Envoy gives up.
   const envoyPipeline = { ...pipeline, deadlineMarginRatio: 0.1 };
   const services: Mounted[] = [
-    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, policies, quota: quota.service, now, onDecision: (rpc, code) => metrics.decisions.inc({ rpc, code }), rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
+    [AuthService, instrument(AuthService, createAuthService({ verifier, tokens, policies, quota: quota.service, now, onDecision, rotateKey, maxKeyAgeMs: (key) => rotationPolicies.maxAgeMs(key) }), pipeline)],
     [KeyService, instrument(KeyService, createKeyService(keyAdmin, adminAuth, now), pipeline)],
     [TenantService, instrument(TenantService, createTenantService(pool, adminAuth), pipeline)],
     [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],

@@ -54,8 +54,7 @@ function begin(service: DescService, method: DescMethod, ctx: HandlerContext, de
   return (err?: unknown) => {
     const seconds = (performance.now() - started) / 1000;
     const code = err === undefined ? "OK" : Code[toConnectError(err).code];
-    deps.metrics.rpcTotal.inc({ service: service.typeName, method: method.name, code });
-    deps.metrics.rpcDuration.observe({ service: service.typeName, method: method.name }, seconds);
+    deps.metrics.rpc(service.typeName, method.name, code, seconds);
     const line = { rpc: `${service.typeName}/${method.name}`, code, ms: Math.round(seconds * 1e5) / 100, requestId, protocol: ctx.protocolName };
     if (err === undefined) (deps.accessLogger ?? deps.logger).info(line, "rpc");
     else {
