@@ -12,6 +12,7 @@ import pg from "pg";
 import { loadConfig, type Config } from "../src/config/config.js";
 import { createPool } from "../src/store/db.js";
 import { startEmbeddedPostgres } from "../src/store/embedded.js";
+import { postgresReachable as reachable } from "../src/store/db.js";
 
 const LOCAL_ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 
@@ -29,18 +30,6 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
-async function reachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.query("SELECT 1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 async function adminQuery(sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: LOCAL_ADMIN_URL });

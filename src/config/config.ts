@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
+import { intVar, type Env } from "./env.js";
 import { parseMasterKey, parseTokenConfig, type TokenConfig } from "../tokens/token-config.js";
 import type { QuotaSettings } from "../quota/quota-runtime.js";
 import { DEFAULT_CREDENTIAL_SOURCES, parseCredentialSources, type CredentialSource } from "../envoy/credentials.js";
@@ -62,7 +63,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Record<string, string | undefined>;
+
 
 /**
  * Parses and validates configuration from environment variables. Every problem is collected and
@@ -70,16 +71,7 @@ type Env = Record<string, string | undefined>;
  */
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
   const problems: string[] = [];
-  const int = (name: string, def: number, min: number, max: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === "") return def;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) {
-      problems.push(`${name} must be an integer in [${min}, ${max}], got "${raw}"`);
-      return def;
-    }
-    return value;
-  };
+  const int = (name: string, def: number, min: number, max: number): number => intVar(env, problems, name, def, min, max);
   const str = (name: string, def: string): string => env[name] || def;
   const pepperRaw = env.TOLLGATE_PEPPER;
   let pepper = randomBytes(32);

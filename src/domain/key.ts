@@ -32,23 +32,11 @@ export interface KeyRecord {
   updatedAt: Date;
 }
 
-/** Fields an operator may set when creating a key. */
-export interface NewKey {
-  keyId: string;
-  tenantId: string;
-  name: string;
-  environment: "live" | "test";
-  prefix: string;
-  secretHash: string;
-  hint: string;
-  permissions: string[];
-  roles: string[];
-  plan: string;
-  metadata: Record<string, string>;
-  expiresAt: Date | null;
-  ipAllowlist: string[];
-  ownerId: string | null;
-}
+/** Fields an operator sets when creating a key; the rest are defaulted by the store. */
+export type NewKey = Pick<
+  KeyRecord,
+  "keyId" | "tenantId" | "name" | "environment" | "prefix" | "secretHash" | "hint" | "permissions" | "roles" | "plan" | "metadata" | "expiresAt" | "ipAllowlist" | "ownerId"
+>;
 
 /** Fields UpdateKey may replace. */
 export type KeyChanges = Partial<Pick<KeyRecord, "name" | "permissions" | "roles" | "plan" | "metadata" | "expiresAt" | "ipAllowlist" | "ownerId">>;

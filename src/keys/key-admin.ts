@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { KeyChanges, KeyRecord } from "../domain/key.js";
+import type { KeyChanges, KeyRecord, NewKey } from "../domain/key.js";
 import { notFound, permissionDenied } from "../domain/errors.js";
 import { withTransaction } from "../store/db.js";
 import { keysRepo, type KeyCursor } from "../store/keys-repo.js";
@@ -21,20 +21,8 @@ export interface AdminCaller {
   root: boolean;
 }
 
-/** Everything needed to create a key except the secret, which is generated here. */
-export interface CreateKeyInput {
-  tenantId: string;
-  name: string;
-  environment: "live" | "test";
-  prefix: string;
-  permissions: string[];
-  roles: string[];
-  plan: string;
-  metadata: Record<string, string>;
-  expiresAt: Date | null;
-  ipAllowlist: string[];
-  ownerId: string | null;
-}
+/** Everything needed to create a key except its id, secret and hash, which are generated here. */
+export type CreateKeyInput = Omit<NewKey, "keyId" | "secretHash" | "hint">;
 
 export interface KeyAdminDeps {
   pool: pg.Pool;

@@ -30,6 +30,20 @@ export function createPool(options: DbOptions, onError: (err: Error) => void): p
   return pool;
 }
 
+/** True when a PostgreSQL answers at `url` within 2 s (used to choose between a server and the embedded one). */
+export async function postgresReachable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** Runs `fn` in a transaction; commits on success, rolls back on any error. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect().catch((err: unknown) => {

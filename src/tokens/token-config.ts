@@ -1,3 +1,5 @@
+import { intVar, type Env } from "../config/env.js";
+
 /** JWS algorithms Tollgate signs access tokens with. HMAC and `none` are never among them. */
 export const SIGNING_ALGORITHMS = ["EdDSA", "ES256", "RS256"] as const;
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
@@ -19,19 +21,7 @@ export interface TokenConfig {
   rotateEverySeconds: number;
 }
 
-type Env = Record<string, string | undefined>;
 
-/** Reads an integer variable within bounds, recording a problem (and using the default) when it is bad. */
-function intVar(env: Env, problems: string[], name: string, def: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return def;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    problems.push(`${name} must be an integer in [${min}, ${max}], got "${raw}"`);
-    return def;
-  }
-  return value;
-}
 
 /**
  * Parses the token settings (`TOLLGATE_TOKEN_*`, `TOLLGATE_SIGNING_*`), appending every problem to

@@ -1,9 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../../src/store/embedded.js";
+import { postgresReachable as reachable } from "../../src/store/db.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -12,18 +12,6 @@ declare module "vitest" {
   }
 }
 
-async function reachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.query("SELECT 1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 /**
  * Uses TEST_DATABASE_URL, else the local PostgreSQL on 127.0.0.1:5432, else starts an embedded
