@@ -4,7 +4,7 @@ import type { CatalogCache } from "./catalog-cache.js";
 import { quotaHeaders } from "./headers.js";
 import { createIdempotencyCache } from "./idempotency.js";
 import type { LeaseEngine, LimitOutcome } from "./lease-engine.js";
-import { denialCode, type LimitDefinition, type QuotaSubject } from "./limits.js";
+import { denialCode, type LimitCatalog, type LimitDefinition, type QuotaSubject } from "./limits.js";
 import type { UsageRecorder } from "./usage.js";
 
 /** Bounds on ConsumeQuota input. */
@@ -77,8 +77,28 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
   const ttlMs = deps.idempotencyTtlMs ?? 86_400_000;
   const recent = createIdempotencyCache<QuotaDecision>(10_000, ttlMs, deps.now);
 
+  // Resolved limit lists per catalog (a new catalog object replaces the old on every reload), per
+  // subject and requested names: the hot path then allocates nothing to find its limits.
+  let resolvedFor: LimitCatalog | undefined;
+  let resolved = new Map<string, LimitDefinition[]>();
+  const MAX_RESOLVED = 10_000;
+
   async function resolve(subject: QuotaSubject, names: readonly string[]): Promise<LimitDefinition[]> {
     const catalog = await deps.catalog.get();
+    if (resolvedFor !== catalog) {
+      resolvedFor = catalog;
+      resolved = new Map();
+    }
+    const memoKey = `${subject.keyId}\u0000${subject.quotaSubject}\u0000${subject.tenantId}\u0000${subject.plan}\u0000${subject.ownerId ?? ""}\u0000${names.join("\u0000")}`;
+    const memo = resolved.get(memoKey);
+    if (memo) return memo;
+    const defs = resolveIn(catalog, subject, names);
+    if (resolved.size >= MAX_RESOLVED) resolved.clear();
+    resolved.set(memoKey, defs);
+    return defs;
+  }
+
+  function resolveIn(catalog: LimitCatalog, subject: QuotaSubject, names: readonly string[]): LimitDefinition[] {
     const applicable = catalog.applicable(subject);
     if (names.length === 0) return [...applicable.values()].filter((d) => d.autoApply);
     const v = new Violations();

@@ -6,10 +6,10 @@ import type { QuotaService } from "../quota/quota-service.js";
 import { consumeQuota } from "./consume-quota.js";
 import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import { create } from "@bufbuild/protobuf";
-import { isRotationDue } from "../keys/rotation-policy.js";
 import { AuthenticateResponseSchema, type AuthenticateResponse } from "../gen/tollgate/v1/authenticate_pb.js";
 import type { KeyRecord } from "../domain/key.js";
-import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
+import { AUTH_MESSAGES, clientResponseFor, codeOf, createPrincipalCache, principalFromKey } from "./convert.js";
+import type { Principal } from "../gen/tollgate/v1/common_pb.js";
 import { checkClientIp, checkCredential } from "./validate.js";
 import { authenticateAccessToken, isAccessToken, issueToken, type AccessTokens } from "./issue-token.js";
 import { createAuthorize } from "./authorize.js";
@@ -39,6 +39,7 @@ const notYet = (rpc: string) => () => {
  */
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
   const validAnswers = createValidAnswerCache(deps);
+  const quotaDeps = deps.quota ? { ...deps, quota: deps.quota, principals: createPrincipalCache() } : undefined;
   return {
     async authenticate(req) {
       const v = new Violations();
@@ -60,31 +61,27 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       };
     },
     authorize: createAuthorize(deps),
-    consumeQuota: deps.quota ? (req, ctx) => consumeQuota({ ...deps, quota: deps.quota! }, req, ctx) : notYet("ConsumeQuota"),
+    consumeQuota: quotaDeps ? (req, ctx) => consumeQuota(quotaDeps, req, ctx) : notYet("ConsumeQuota"),
     issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: deps.rotateKey ?? notYet("RotateKey"),
   };
 }
 
 /**
- * The VALID answer for a key, built once per key record and reused while the record and its
- * time-dependent flags (rotation pending, rotation due) stay the same. A warm Authenticate then
- * allocates no response, and the grpc-js adapter reuses the answer's encoded bytes (it is frozen).
- * Records are replaced whenever a key is re-read, so a change can never be served stale from here.
+ * The VALID answer for a key, built once per principal (itself memoized per key record and its
+ * time-dependent flags) and frozen, so a warm Authenticate allocates no response and the grpc-js
+ * adapter reuses the answer's encoded bytes. A changed key gets a new record, hence a new answer.
  */
 function createValidAnswerCache(deps: AuthServiceDeps) {
-  const answers = new WeakMap<KeyRecord, { pending: boolean; due: boolean; answer: AuthenticateResponse }>();
+  const principals = createPrincipalCache();
+  const answers = new WeakMap<Principal, AuthenticateResponse>();
   return (key: KeyRecord): AuthenticateResponse => {
-    const nowMs = deps.now();
-    const maxAgeMs = deps.maxKeyAgeMs?.(key);
-    const pending = key.graceExpiresAt !== null && key.graceExpiresAt.getTime() > nowMs;
-    const due = isRotationDue(key, nowMs, maxAgeMs);
-    const memo = answers.get(key);
-    if (memo && memo.pending === pending && memo.due === due) return memo.answer;
-    const answer = Object.freeze(create(AuthenticateResponseSchema, {
-      valid: true, code: codeOf("VALID"), principal: principalFromKey(key, nowMs, maxAgeMs), message: AUTH_MESSAGES.VALID,
-    }));
-    answers.set(key, { pending, due, answer });
+    const principal = principals(key, deps.now(), deps.maxKeyAgeMs?.(key));
+    let answer = answers.get(principal);
+    if (!answer) {
+      answer = Object.freeze(create(AuthenticateResponseSchema, { valid: true, code: codeOf("VALID"), principal, message: AUTH_MESSAGES.VALID }));
+      answers.set(principal, answer);
+    }
     return answer;
   };
 }

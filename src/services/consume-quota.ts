@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
 import { notFound, permissionDenied, unauthenticated, Violations } from "../domain/errors.js";
 import type { KeyRecord } from "../domain/key.js";
@@ -11,6 +11,7 @@ import { checkQuotaRequest, type QuotaDecision, type QuotaService } from "../quo
 import type { ConsumeQuotaRequest, ConsumeQuotaResponse } from "../gen/tollgate/v1/quota_pb.js";
 import { ConsumeQuotaResponseSchema, LimitStatusSchema } from "../gen/tollgate/v1/quota_pb.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
+import type { Principal } from "../gen/tollgate/v1/common_pb.js";
 import { checkClientIp, checkCredential, NAME_TOKEN_PATTERN } from "./validate.js";
 
 /**
@@ -22,6 +23,8 @@ export const QUOTA_SERVICE_PERMISSION = "tollgate:quota";
 
 export interface ConsumeQuotaDeps {
   verifier: KeyVerifier;
+  /** Memoized principals (see createPrincipalCache); built per call when absent. */
+  principals?: (key: KeyRecord, nowMs: number) => Principal;
   quota: QuotaService;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
@@ -88,7 +91,8 @@ export async function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequ
     { limits: req.limits, cost, idempotencyKey: req.idempotencyKey, dryRun: req.dryRun },
   );
   deps.onDecision?.("ConsumeQuota", decision.code);
-  return toProto(decision, key, deps.now());
+  const nowMs = deps.now();
+  return toProto(decision, (deps.principals ?? principalFromKey)(key, nowMs));
 }
 
 function refused(deps: ConsumeQuotaDeps, code: string, key: KeyRecord | undefined): ConsumeQuotaResponse {
@@ -100,20 +104,35 @@ function refused(deps: ConsumeQuotaDeps, code: string, key: KeyRecord | undefine
   });
 }
 
-function toProto(d: QuotaDecision, key: KeyRecord, nowMs: number): ConsumeQuotaResponse {
+// Window lengths and reset instants repeat across calls: share their (immutable) messages.
+const windows = new Map<number, Duration>();
+let lastReset: { ms: number; ts: Timestamp } | undefined;
+
+function windowOf(seconds: number): Duration {
+  let d = windows.get(seconds);
+  if (!d) windows.set(seconds, (d = durationFromMs(seconds * 1000)));
+  return d;
+}
+
+function resetOf(ms: number): Timestamp {
+  if (lastReset?.ms !== ms) lastReset = { ms, ts: timestampFromMs(ms) };
+  return lastReset.ts;
+}
+
+function toProto(d: QuotaDecision, principal: Principal): ConsumeQuotaResponse {
   return create(ConsumeQuotaResponseSchema, {
     allowed: d.allowed,
     code: codeOf(d.code),
     limits: d.limits.map((l) => create(LimitStatusSchema, {
       name: l.name, limit: BigInt(l.limit), remaining: BigInt(l.remaining),
-      resetAt: l.resetAtMs === null ? undefined : timestampFromMs(l.resetAtMs),
-      window: durationFromMs(l.windowSeconds * 1000),
+      resetAt: l.resetAtMs === null ? undefined : resetOf(l.resetAtMs),
+      window: windowOf(l.windowSeconds),
       retryAfter: l.exceeded && l.retryAfterMs !== null ? durationFromMs(l.retryAfterMs) : undefined,
       exceeded: l.exceeded, shadow: l.shadow,
     })),
     headers: d.headers,
     clientResponse: d.allowed ? undefined : clientResponseFor(d.code, QUOTA_MESSAGES[d.code], d.headers),
-    principal: principalFromKey(key, nowMs),
+    principal,
     replayed: d.replayed,
   });
 }

@@ -63,6 +63,24 @@ export function principalFromKey(key: KeyRecord, nowMs: number, maxAgeMs?: numbe
   });
 }
 
+/**
+ * Principals memoized per key record: the same object while the record and its time-dependent
+ * flags (rotation pending, rotation due) are unchanged. Records are replaced whenever a key is
+ * re-read, so a changed key always gets a fresh principal. Treat the result as immutable.
+ */
+export function createPrincipalCache(): (key: KeyRecord, nowMs: number, maxAgeMs?: number) => Principal {
+  const memo = new WeakMap<KeyRecord, { pending: boolean; due: boolean; principal: Principal }>();
+  return (key, nowMs, maxAgeMs) => {
+    const pending = key.graceExpiresAt !== null && key.graceExpiresAt.getTime() > nowMs;
+    const due = isRotationDue(key, nowMs, maxAgeMs);
+    const hit = memo.get(key);
+    if (hit && hit.pending === pending && hit.due === due) return hit.principal;
+    const principal = principalFromKey(key, nowMs, maxAgeMs);
+    memo.set(key, { pending, due, principal });
+    return principal;
+  };
+}
+
 /** Parses a decision code name (`INVALID_API_KEY`) into the proto enum. */
 export function codeOf(name: keyof typeof Code): Code {
   return Code[name];
