@@ -75,7 +75,8 @@ export function createPrincipalCache(): (key: KeyRecord, nowMs: number, maxAgeMs
     const due = isRotationDue(key, nowMs, maxAgeMs);
     const hit = memo.get(key);
     if (hit && hit.pending === pending && hit.due === due) return hit.principal;
-    const principal = principalFromKey(key, nowMs, maxAgeMs);
+    // Frozen: shared by every answer for this key, and encoded once by the grpc-js adapter.
+    const principal = Object.freeze(principalFromKey(key, nowMs, maxAgeMs));
     memo.set(key, { pending, due, principal });
     return principal;
   };

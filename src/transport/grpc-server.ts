@@ -1,10 +1,11 @@
-import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { Readable } from "node:stream";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { toConnectError } from "./errors.js";
+import { encodeMessage } from "./encode.js";
 import { createGrpcHandlerContext, type GrpcHandlerContext } from "./grpc-context.js";
 
 type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
@@ -62,20 +63,6 @@ function decode(schema: DescMessage, bytes: Buffer): unknown {
   }
 }
 
-/** Encoded bytes of frozen (immutable, reused) answers, such as a warm key's VALID answer. */
-const encodedFrozen = new WeakMap<object, Buffer>();
-
-function encode(schema: DescMessage, value: unknown): Buffer {
-  const frozen = typeof value === "object" && value !== null && Object.isFrozen(value);
-  const cached = frozen ? encodedFrozen.get(value) : undefined;
-  if (cached) return cached;
-  const message = isMessage(value, schema) ? value : create(schema, value as never);
-  const bytes = toBinary(schema, message);
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (frozen) encodedFrozen.set(value as object, buffer);
-  return buffer;
-}
-
 function toMetadata(headers: Headers): grpc.Metadata {
   const md = new grpc.Metadata();
   headers.forEach((value, name) => md.set(name, value));
@@ -100,7 +87,7 @@ function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
       .then(() => bound.fn(decode(bound.method.input, call.request), ctx))
       .then(
         (res) => {
-          const bytes = encode(bound.method.output, res);
+          const bytes = encodeMessage(bound.method.output, res);
           ctx.finished();
           if (ctx.touchedResponseHeaders) call.sendMetadata(toMetadata(ctx.responseHeader));
           callback(null, bytes, ctx.touchedResponseTrailers ? toMetadata(ctx.responseTrailer) : undefined);
@@ -134,7 +121,7 @@ function streamHandler(bound: Bound) {
           call.sendMetadata(toMetadata(ctx.responseHeader));
           headersSent = true;
         }
-        if (!call.write(encode(bound.method.output, res))) await new Promise((resolve) => call.once("drain", resolve));
+        if (!call.write(encodeMessage(bound.method.output, res))) await new Promise((resolve) => call.once("drain", resolve));
       }
       call.end(toMetadata(ctx.responseTrailer));
     })()
