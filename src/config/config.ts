@@ -23,7 +23,7 @@ export interface Config {
   dataDir: string;
   dbPoolSize: number;
   logLevel: string;
-  /** Server-side secret mixed into the verified-key cache digest (HMAC-SHA-256). */
+  /** Server-side secret mixed into the verified-key cache digest (SHA-256 of pepper and key). */
   pepper: Buffer;
   argon2: Argon2Params;
   /** Most argon2 verifications running at once; the rest wait in a bounded queue. */
