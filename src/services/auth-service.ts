@@ -1,4 +1,4 @@
-import { Code as RpcCode, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { Violations } from "../domain/errors.js";
 import type { KeyVerifier } from "../keys/verifier.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
@@ -21,16 +21,12 @@ export interface AuthServiceDeps {
   policies: PolicyCache;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
-  /** RotateKey (src/services/rotate-key.ts); UNIMPLEMENTED when absent. */
-  rotateKey?: ServiceImpl<typeof AuthService>["rotateKey"];
+  /** RotateKey (src/services/rotate-key.ts). */
+  rotateKey: ServiceImpl<typeof AuthService>["rotateKey"];
   /** The strictest maximum age (ms) for a key, for `rotation_due`; none when absent. */
   maxKeyAgeMs?: (key: KeyRecord) => number | undefined;
-  quota?: QuotaService;
+  quota: QuotaService;
 }
-
-const notYet = (rpc: string) => () => {
-  throw new ConnectError(`${rpc} is not implemented yet`, RpcCode.Unimplemented);
-};
 
 /**
  * AuthService. Authenticate answers with a decision value: a "no" is an OK RPC whose `code`
@@ -39,7 +35,7 @@ const notYet = (rpc: string) => () => {
  */
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
   const validAnswers = createValidAnswerCache(deps);
-  const quotaDeps = deps.quota ? { ...deps, quota: deps.quota, principals: createPrincipalCache() } : undefined;
+  const quotaDeps = { ...deps, principals: createPrincipalCache() };
   return {
     async authenticate(req) {
       const v = new Violations();
@@ -50,20 +46,20 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       const { code, key } = await deps.verifier.verify(req.credential, req.clientIp);
       deps.onDecision?.("Authenticate", code);
       if (code === "VALID" && key) return validAnswers(key);
-      const valid = code === "VALID";
+      const message = AUTH_MESSAGES[code] ?? "";
       return {
-        valid,
+        valid: false,
         code: codeOf(code),
         // The principal is returned whenever the secret was proven, so callers can say *which* key expired.
         principal: key ? principalFromKey(key, deps.now(), deps.maxKeyAgeMs?.(key)) : undefined,
-        message: AUTH_MESSAGES[code] ?? "",
-        clientResponse: valid ? undefined : clientResponseFor(code, AUTH_MESSAGES[code] ?? ""),
+        message,
+        clientResponse: clientResponseFor(code, message),
       };
     },
     authorize: createAuthorize(deps),
-    consumeQuota: quotaDeps ? (req, ctx) => consumeQuota(quotaDeps, req, ctx) : notYet("ConsumeQuota"),
+    consumeQuota: (req, ctx) => consumeQuota(quotaDeps, req, ctx),
     issueToken: (req) => issueToken(deps.tokens, req),
-    rotateKey: deps.rotateKey ?? notYet("RotateKey"),
+    rotateKey: deps.rotateKey,
   };
 }
 
