@@ -43,6 +43,9 @@ import { KeyService, file_tollgate_v1_key_service } from "./gen/tollgate/v1/key_
 import { TenantService, file_tollgate_v1_tenant_service } from "./gen/tollgate/v1/tenant_service_pb.js";
 import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { createRoutes } from "./transport/routes.js";
+import { LimitService, file_tollgate_v1_limit_service } from "./gen/tollgate/v1/limit_service_pb.js";
+import { createLimitService } from "./services/limit-service.js";
+import { createLimitAdmin } from "./quota/limit-admin.js";
 import { startTokens, type TokenParts } from "./tokens/setup.js";
 import { createSigningKeyService } from "./services/signing-key-service.js";
 import { createOAuthRoutes } from "./transport/oauth-routes.js";
@@ -150,6 +153,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
 
   const quota = createQuotaRuntime(pool, config.quota, now, logger, metrics.registry);
+  // A changed limit is reloaded at once rather than on the next call, so the next call already sees it.
+  const reloadLimits = () => {
+    quota.catalog.invalidate();
+    void quota.catalog.get().catch(() => undefined);
+  };
   const health = new HealthStatus([["", Serving.NOT_SERVING]]);
   const listener = listenForInvalidations({
     connectionString: databaseUrl,
@@ -158,13 +166,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       if (payload.startsWith("key:")) verifier.invalidate(payload.slice(4));
       else if (payload.startsWith("rotation_policy:")) void rotationPolicies.reload();
       else if (payload.startsWith("plan:") || payload.startsWith("roles:")) policies.handleInvalidation(payload);
-      else if (payload.startsWith("limits:")) quota.catalog.invalidate();
+      else if (payload.startsWith("limits:")) reloadLimits();
       else tokens.onInvalidation(payload);
     },
     onReset: () => {
       verifier.invalidateAll();
       policies.invalidateAll();
-      quota.catalog.invalidate();
+      reloadLimits();
       void rotationPolicies.reload();
       tokens.onReset();
     },
@@ -173,7 +181,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const adminAuth = createAdminAuthenticator(verifier);
   const keyAdmin = createKeyAdmin({ pool, hasher, prefixes: config.prefixes });
   const reflection = createReflectionServices({
-    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
+    files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_tollgate_v1_limit_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
   });
   const pipeline = { logger, metrics, accessLogger: createAccessLogger(logger) };
   const rotateKey = createRotateKeyHandler({
@@ -194,6 +202,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     [SigningKeyService, instrument(SigningKeyService, createSigningKeyService(tokens.signingKeys, adminAuth, now), pipeline)],
     [PolicyService, instrument(PolicyService, createPolicyService(createPolicyAdmin({ pool, policies }), adminAuth), pipeline)],
     [UsageService, instrument(UsageService, createUsageService(quota.repo, adminAuth, now), pipeline)],
+    [LimitService, instrument(LimitService, createLimitService(createLimitAdmin(pool), adminAuth), pipeline)],
     [Authorization, instrument(Authorization, createAuthorizationService(envoyDeps), envoyPipeline)],
     [RateLimitService, instrument(RateLimitService, createRateLimitService(envoyDeps), envoyPipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.

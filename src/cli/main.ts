@@ -13,6 +13,7 @@ import { listRotationDueCommand, rotateKeyCommand, rotationPolicyCommand, type R
 import { signingKeysCommand } from "./signing-keys.js";
 import { PolicyUsageError, keyPermissionsCommand, plansCommand, rolesCommand } from "./policy-commands.js";
 import { UsageCliError, usageCommand } from "./usage.js";
+import { LimitsCliError, limitsCommand } from "./limits.js";
 
 const USAGE = `tollgate — API keys, authorization and quotas
 
@@ -41,6 +42,10 @@ usage:
   tollgate roles list --tenant T | delete <name> --tenant T
   tollgate roles set <name> --tenant T --permissions a,b [--description D]
   tollgate usage summary|by-tenant|by-key [--period hour|day|week|month] [--tenant T] [--key K] [--json]
+  tollgate limits list [--scope plan|tenant|owner|key] [--scope-id I] [--json]
+  tollgate limits set <name> --scope S --scope-id I --kind rate|quota|budget --amount N --period P
+                     [--per key|tenant|owner] [--refill N] [--refill-mode set|add] [--cap N] [--shadow] [--auto]
+  tollgate limits delete <limit-id>
 
 The database is DATABASE_URL, or the embedded PostgreSQL under TOLLGATE_DATA_DIR (default .tollgate).
 'keys create --admin' without --tenant makes a root admin key (tenant "root", every tenant);
@@ -55,6 +60,8 @@ const OPTIONS = {
   "set-plan": { type: "string" }, add: { type: "string" }, remove: { type: "string" }, "max-cost": { type: "string" },
   "timeout-ms": { type: "string" }, allowed: { type: "string" }, blocked: { type: "string" }, description: { type: "string" },
   period: { type: "string" }, key: { type: "string" },
+  scope: { type: "string" }, "scope-id": { type: "string" }, per: { type: "string" }, kind: { type: "string" }, amount: { type: "string" },
+  refill: { type: "string" }, "refill-mode": { type: "string" }, cap: { type: "string" }, shadow: { type: "boolean" }, auto: { type: "boolean" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -148,7 +155,7 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   let db: CliDatabase | undefined;
   try {
-    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys", "plans", "roles", "usage"].includes(group)) throw new UsageError(`unknown command "${group}"`);
+    if (!["migrate", "keys", "tenants", "rotation-policy", "signing-keys", "plans", "roles", "usage", "limits"].includes(group)) throw new UsageError(`unknown command "${group}"`);
     db = await openCliDatabase(config);
     if (group === "migrate") console.log(`schema is at migration ${(await migrate(db.pool)).join(",") || "head (nothing to apply)"}`);
     else if (group === "keys") await keysCommand(db, config, sub, rest, values);
@@ -160,13 +167,14 @@ export async function runCli(argv: string[]): Promise<number> {
     else if (group === "plans") await plansCommand(db, cliCaller(), sub, rest[0], values);
     else if (group === "roles") await rolesCommand(db, cliCaller(), sub, rest[0], values);
     else if (group === "usage") await usageCommand(db, sub, values);
+    else if (group === "limits") await limitsCommand(db, cliCaller(), sub, rest[0], values);
     else if (sub === "create" && rest[0]) {
       const tenant = await withTransaction(db.pool, (tx) => tenantsRepo.insertTenant(tx, rest[0]!, values.name ?? "", cliCaller().actor));
       console.log(values.json ? JSON.stringify(tenant) : `created tenant ${tenant.tenantId}`);
     } else throw new UsageError("usage: tollgate tenants create <tenant-id>");
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || err instanceof PolicyUsageError || err instanceof UsageCliError) {
+    if (err instanceof UsageError || err instanceof PolicyUsageError || err instanceof UsageCliError || err instanceof LimitsCliError) {
       console.error(`${err.message}\n\n${USAGE}`);
       return 2;
     }

@@ -97,7 +97,17 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
     const key = `${def.limitId}\u0000${subject}\u0000${w.index}`;
     let slot = slots.get(key);
     if (slot) {
-      slot.def = def; // definitions are reloaded as new objects; the counter's state stays
+      // Definitions are reloaded as new objects; the counter's state stays. When an operator changed
+      // the amount, ask the store again at once (no denial from memory), and give back tokens leased
+      // under a higher limit so that a lowered limit binds from the next call.
+      if (slot.def !== def && (slot.def.amount !== def.amount || slot.def.cap !== def.cap)) {
+        slot.learnedAtMs = Number.NEGATIVE_INFINITY;
+        if (def.amount < slot.def.amount) {
+          slot.toReturn += slot.local;
+          slot.local = 0;
+        }
+      }
+      slot.def = def;
       return slot;
     }
     const capacity = def.kind === "budget" && def.refillMode === "add" ? (def.cap ?? def.amount) : def.amount;
