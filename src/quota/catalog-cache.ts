@@ -4,6 +4,8 @@ import { buildCatalog, type LimitCatalog, type LimitDefinition } from "./limits.
 export interface CatalogCache {
   /** The catalog; loads it on first use. Throws UNAVAILABLE only when it was never loaded and the store is down. */
   get(): Promise<LimitCatalog>;
+  /** The catalog when one is loaded (starting a background reload when it is stale), without a promise; else undefined. */
+  peek(): LimitCatalog | undefined;
   /** Marks the catalog stale (a `limits:` notification, or a reconnect that may have missed some). */
   invalidate(): void;
 }
@@ -31,6 +33,10 @@ export function createCatalogCache(load: () => Promise<LimitDefinition[]>, now: 
     async get() {
       if (!current) return reload();
       if (now() - loadedAtMs >= ttlMs) void reload().catch(() => undefined);
+      return current;
+    },
+    peek() {
+      if (current && now() - loadedAtMs >= ttlMs) void reload().catch(() => undefined);
       return current;
     },
     invalidate() {

@@ -84,7 +84,7 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
   const MAX_RESOLVED = 10_000;
 
   async function resolve(subject: QuotaSubject, names: readonly string[]): Promise<LimitDefinition[]> {
-    const catalog = await deps.catalog.get();
+    const catalog = deps.catalog.peek() ?? (await deps.catalog.get());
     if (resolvedFor !== catalog) {
       resolvedFor = catalog;
       resolved = new Map();

@@ -37,10 +37,12 @@ const QUOTA_MESSAGES: Record<QuotaDecision["code"], string> = {
   BUDGET_EXCEEDED: "the budget is used up",
 };
 
+const MAX_SAFE_COST = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** Validates every field at once; returns the cost (unset = 1). An int64 outside the safe range is reported, never truncated. */
 function validate(req: ConsumeQuotaRequest): number {
   const v = new Violations();
-  const safe = req.cost === undefined || (req.cost >= 0n && req.cost <= BigInt(Number.MAX_SAFE_INTEGER));
+  const safe = req.cost === undefined || (req.cost >= 0n && req.cost <= MAX_SAFE_COST);
   const cost = req.cost === undefined ? 1 : safe ? Number(req.cost) : req.cost < 0n ? -1 : Number.MAX_SAFE_INTEGER;
   checkCredential(v, "credential", req.credential);
   if (req.credential !== "" && req.keyId !== "") v.add("key_id", "set either credential or key_id, not both");
