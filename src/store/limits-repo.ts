@@ -6,7 +6,8 @@ import { query, type Queryable } from "./db.js";
 /** A limit as an operator defines it (no id yet). */
 export type LimitInput = Omit<LimitDefinition, "limitId">;
 
-interface LimitRow {
+/** A `quota_limits` row. */
+export interface LimitRow {
   limit_id: number;
   name: string;
   scope: LimitDefinition["scope"];
@@ -22,9 +23,11 @@ interface LimitRow {
   auto_apply: boolean;
 }
 
-const COLUMNS = "limit_id, name, scope, scope_id, per, kind, amount, refill, period, refill_mode, cap, shadow, auto_apply";
+/** The columns of a limit, in `LimitRow` form. */
+export const LIMIT_COLUMNS = "limit_id, name, scope, scope_id, per, kind, amount, refill, period, refill_mode, cap, shadow, auto_apply";
 
-const toLimit = (r: LimitRow): LimitDefinition => ({
+/** Maps a row to the domain definition. */
+export const toLimit = (r: LimitRow): LimitDefinition => ({
   limitId: r.limit_id, name: r.name, scope: r.scope, scopeId: r.scope_id, per: r.per, kind: r.kind, amount: r.amount,
   refill: r.refill, period: r.period, refillMode: r.refill_mode, cap: r.cap, shadow: r.shadow, autoApply: r.auto_apply,
 });
@@ -43,7 +46,7 @@ export const limitsRepo = {
        ON CONFLICT (scope, scope_id, name) DO UPDATE SET per = EXCLUDED.per, kind = EXCLUDED.kind, amount = EXCLUDED.amount,
          refill = EXCLUDED.refill, period = EXCLUDED.period, refill_mode = EXCLUDED.refill_mode, cap = EXCLUDED.cap,
          shadow = EXCLUDED.shadow, auto_apply = EXCLUDED.auto_apply
-       RETURNING ${COLUMNS}`,
+       RETURNING ${LIMIT_COLUMNS}`,
       [l.name, l.scope, l.scopeId, l.per, l.kind, l.amount, l.refill, l.period, l.refillMode, l.cap, l.shadow, l.autoApply],
     );
     const limit = toLimit(rows[0]!);
@@ -53,14 +56,14 @@ export const limitsRepo = {
   },
 
   async findLimit(db: Queryable, limitId: number): Promise<LimitDefinition | undefined> {
-    const { rows } = await query<LimitRow>(db, `SELECT ${COLUMNS} FROM quota_limits WHERE limit_id = $1`, [limitId]);
+    const { rows } = await query<LimitRow>(db, `SELECT ${LIMIT_COLUMNS} FROM quota_limits WHERE limit_id = $1`, [limitId]);
     return rows[0] && toLimit(rows[0]);
   },
 
   async listLimits(db: Queryable, scope: string, scopeId: string): Promise<LimitDefinition[]> {
     const { rows } = await query<LimitRow>(
       db,
-      `SELECT ${COLUMNS} FROM quota_limits WHERE ($1 = '' OR scope = $1) AND ($2 = '' OR scope_id = $2) ORDER BY scope, scope_id, name`,
+      `SELECT ${LIMIT_COLUMNS} FROM quota_limits WHERE ($1 = '' OR scope = $1) AND ($2 = '' OR scope_id = $2) ORDER BY scope, scope_id, name`,
       [scope, scopeId],
     );
     return rows.map(toLimit);

@@ -1,22 +1,6 @@
 import type { LimitDefinition } from "../quota/limits.js";
-import type { Period } from "../quota/windows.js";
 import { query, type Queryable } from "./db.js";
-
-interface LimitRow {
-  limit_id: number;
-  name: string;
-  scope: LimitDefinition["scope"];
-  scope_id: string;
-  per: LimitDefinition["per"];
-  kind: LimitDefinition["kind"];
-  amount: number;
-  refill: number;
-  period: Period;
-  refill_mode: "set" | "add";
-  cap: number | null;
-  shadow: boolean;
-  auto_apply: boolean;
-}
+import { LIMIT_COLUMNS, toLimit, type LimitRow } from "./limits-repo.js";
 
 /** A lease request on a windowed counter (quota or budget). */
 export interface WindowLease {
@@ -130,13 +114,8 @@ export function createQuotaRepo(db: Queryable) {
     },
 
     async loadLimits(): Promise<LimitDefinition[]> {
-      const { rows } = await run<LimitRow>(
-        `SELECT limit_id, name, scope, scope_id, per, kind, amount, refill, period, refill_mode, cap, shadow, auto_apply
-         FROM quota_limits ORDER BY limit_id`, []);
-      return rows.map((r) => ({
-        limitId: r.limit_id, name: r.name, scope: r.scope, scopeId: r.scope_id, per: r.per, kind: r.kind, amount: r.amount,
-        refill: r.refill, period: r.period, refillMode: r.refill_mode, cap: r.cap, shadow: r.shadow, autoApply: r.auto_apply,
-      }));
+      const { rows } = await run<LimitRow>(`SELECT ${LIMIT_COLUMNS} FROM quota_limits ORDER BY limit_id`, []);
+      return rows.map(toLimit);
     },
 
     /** Hot path (once per block): `quota_counters_pkey`. Returns the grant and the counter after it. */
