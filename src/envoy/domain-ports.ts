@@ -2,7 +2,7 @@ import type { KeyVerifier } from "../keys/verifier.js";
 import { decide } from "../policy/decide.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import { isQueryError, parseQuery, queryError, type QueryNode } from "../policy/query.js";
-import type { QuotaService } from "../quota/quota-service.js";
+import { QUOTA_MESSAGES, type QuotaService } from "../quota/quota-service.js";
 import type { Authorize, Consume, LimitState } from "./ports.js";
 
 export interface EnvoyPortDeps {
@@ -13,13 +13,6 @@ export interface EnvoyPortDeps {
 
 /** Most distinct route permission queries kept parsed; routes are few, so this is never reached in practice. */
 const MAX_CACHED_QUERIES = 1_000;
-
-const QUOTA_MESSAGES = {
-  OK: "the request is within its limits",
-  RATE_LIMITED: "too many requests; slow down",
-  QUOTA_EXCEEDED: "the quota for this window is used up",
-  BUDGET_EXCEEDED: "the budget is used up",
-} as const;
 
 /**
  * Connects the Envoy adapters to the same domain code Authorize and ConsumeQuota use: the cached

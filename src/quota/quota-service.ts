@@ -33,6 +33,14 @@ export interface QuotaDecision {
   replayed: boolean;
 }
 
+/** End-client explanations of each quota outcome, shared by ConsumeQuota and Envoy's Check. */
+export const QUOTA_MESSAGES: Record<QuotaDecision["code"], string> = {
+  OK: "the call fits every limit",
+  RATE_LIMITED: "too many requests; slow down",
+  QUOTA_EXCEEDED: "the quota for this window is used up",
+  BUDGET_EXCEEDED: "the budget is used up",
+};
+
 /** What a caller asks: limit names (empty = the key's auto-applied ones), cost, idempotency key, dry run. */
 export interface QuotaRequest {
   limits: readonly string[];

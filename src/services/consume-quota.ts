@@ -7,7 +7,7 @@ import { isKeyId, MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
 import { CROSS_TENANT_PERMISSION, ADMIN_PERMISSION } from "../keys/key-admin.js";
 import { keyStatus } from "../keys/key-status.js";
 import type { KeyVerifier } from "../keys/verifier.js";
-import { checkQuotaRequest, type QuotaDecision, type QuotaService } from "../quota/quota-service.js";
+import { checkQuotaRequest, QUOTA_MESSAGES, type QuotaDecision, type QuotaService } from "../quota/quota-service.js";
 import type { ConsumeQuotaRequest, ConsumeQuotaResponse } from "../gen/tollgate/v1/quota_pb.js";
 import { ConsumeQuotaResponseSchema, LimitStatusSchema } from "../gen/tollgate/v1/quota_pb.js";
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
@@ -29,13 +29,6 @@ export interface ConsumeQuotaDeps {
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
 }
-
-const QUOTA_MESSAGES: Record<QuotaDecision["code"], string> = {
-  OK: "the call fits every limit",
-  RATE_LIMITED: "too many requests; slow down",
-  QUOTA_EXCEEDED: "the quota for this window is used up",
-  BUDGET_EXCEEDED: "the budget is used up",
-};
 
 const MAX_SAFE_COST = BigInt(Number.MAX_SAFE_INTEGER);
 
