@@ -1,5 +1,6 @@
 import type { AdminCaller } from "../keys/key-admin.js";
-import { checkLimit, createLimitAdmin } from "../quota/limit-admin.js";
+import { createLimitAdmin } from "../quota/limit-admin.js";
+import { checkLimit } from "../services/limit-validation.js";
 import type { LimitDefinition } from "../quota/limits.js";
 import type { CliDatabase } from "./database.js";
 

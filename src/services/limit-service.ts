@@ -1,7 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument, Violations } from "../domain/errors.js";
 import type { LimitService, Limit } from "../gen/tollgate/v1/limit_service_pb.js";
-import { checkLimit, type LimitAdmin } from "../quota/limit-admin.js";
+import type { LimitAdmin } from "../quota/limit-admin.js";
+import { checkLimit, LIMIT_SCOPES } from "./limit-validation.js";
 import type { LimitDefinition } from "../quota/limits.js";
 import type { AdminAuthenticator } from "./admin-auth.js";
 
@@ -30,7 +31,7 @@ export function createLimitService(admin: LimitAdmin, authenticate: AdminAuthent
     async listLimits(req, ctx) {
       const caller = await authenticate(ctx);
       const v = new Violations();
-      if (req.scope !== "" && !["plan", "tenant", "owner", "key"].includes(req.scope)) v.add("scope", "must be plan, tenant, owner or key");
+      if (req.scope !== "" && !(LIMIT_SCOPES as readonly string[]).includes(req.scope)) v.add("scope", `must be one of ${LIMIT_SCOPES.join(", ")}`);
       if (req.scopeId.length > 128) v.add("scope_id", "at most 128 characters");
       v.throwIfAny();
       return { limits: (await admin.listLimits(caller, req.scope, req.scopeId)).map(limitToProto) };
