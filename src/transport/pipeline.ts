@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { unavailable } from "../domain/errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -51,14 +51,14 @@ function begin(service: DescService, method: DescMethod, ctx: HandlerContext, de
   const requestId = offered && REQUEST_ID.test(offered) ? offered : randomUUID();
   ctx.responseHeader.set("x-request-id", requestId);
   const started = performance.now();
-  return (err?: unknown) => {
+  /** Logs and counts the call; `mapped` is the error as the client receives it (undefined = OK). */
+  return (mapped?: ConnectError) => {
     const seconds = (performance.now() - started) / 1000;
-    const code = err === undefined ? "OK" : Code[toConnectError(err).code];
+    const code = mapped === undefined ? "OK" : Code[mapped.code];
     deps.metrics.rpc(service.typeName, method.name, code, seconds);
     const line = { rpc: `${service.typeName}/${method.name}`, code, ms: Math.round(seconds * 1e5) / 100, requestId, protocol: ctx.protocolName };
-    if (err === undefined) (deps.accessLogger ?? deps.logger).info(line, "rpc");
+    if (mapped === undefined) (deps.accessLogger ?? deps.logger).info(line, "rpc");
     else {
-      const mapped = toConnectError(err);
       const level = mapped.code === Code.Internal ? "error" : mapped.code === Code.Unavailable ? "warn" : "info";
       deps.logger[level]({ ...line, reason: mapped.rawMessage, err: mapped.cause instanceof Error ? mapped.cause : undefined }, "rpc");
     }
@@ -86,8 +86,9 @@ function wrapUnary(service: DescService, method: DescMethod, fn: AnyImpl, deps: 
       end();
       return res;
     } catch (err) {
-      end(err);
-      throw toConnectError(err);
+      const mapped = toConnectError(err);
+      end(mapped);
+      throw mapped;
     }
   };
 }
@@ -99,8 +100,9 @@ function wrapStream(service: DescService, method: DescMethod, fn: AnyImpl, deps:
       yield* fn(input, ctx) as AsyncIterable<unknown>;
       end();
     } catch (err) {
-      end(err);
-      throw toConnectError(err);
+      const mapped = toConnectError(err);
+      end(mapped);
+      throw mapped;
     }
   };
 }
