@@ -31,7 +31,7 @@ import { createUsageService } from "./services/usage-service.js";
 import { createQuotaRuntime, type QuotaRuntime } from "./quota/quota-runtime.js";
 import { UsageService, file_tollgate_v1_usage_service } from "./gen/tollgate/v1/usage_service_pb.js";
 import { instrument } from "./transport/pipeline.js";
-import { mountOnGrpc } from "./transport/grpc-server.js";
+import { mountOnGrpc, type WireDecoders } from "./transport/grpc-server.js";
 import { createHttpServer } from "./transport/http-server.js";
 import { createHealthService, HealthStatus } from "./transport/health.js";
 import { createReflectionServices } from "./transport/reflection.js";
@@ -52,7 +52,7 @@ import { createOAuthRoutes } from "./transport/oauth-routes.js";
 import { SigningKeyService, file_tollgate_v1_signing_key_service } from "./gen/tollgate/v1/signing_key_service_pb.js";
 import { Authorization, file_envoy_service_auth_v3_external_auth } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
 import { RateLimitService, file_envoy_service_ratelimit_v3_rls } from "./gen/envoy/service/ratelimit/v3/rls_pb.js";
-import { createAuthorizationService } from "./envoy/authorization-service.js";
+import { checkWireDecoders, createAuthorizationService } from "./envoy/authorization-service.js";
 import { createRateLimitService } from "./envoy/rate-limit-service.js";
 import { createEnvoyPorts } from "./envoy/domain-ports.js";
 
@@ -81,7 +81,7 @@ export interface AppOptions {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Mounted = [DescService, ServiceImpl<any>];
+type Mounted = [DescService, ServiceImpl<any>, WireDecoders?];
 
 /** Opens the database (embedded when no URL is configured) and applies migrations. */
 async function openDatabase(config: Config, logger: Logger, metrics: Metrics) {
@@ -203,7 +203,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     [PolicyService, instrument(PolicyService, createPolicyService(createPolicyAdmin({ pool, policies }), adminAuth), pipeline)],
     [UsageService, instrument(UsageService, createUsageService(quota.repo, adminAuth, now), pipeline)],
     [LimitService, instrument(LimitService, createLimitService(createLimitAdmin(pool), adminAuth), pipeline)],
-    [Authorization, instrument(Authorization, createAuthorizationService(envoyDeps), envoyPipeline)],
+    // Check reads its request straight from the wire on the grpc-js listener (its hot path).
+    [Authorization, instrument(Authorization, createAuthorizationService(envoyDeps), envoyPipeline), checkWireDecoders],
     [RateLimitService, instrument(RateLimitService, createRateLimitService(envoyDeps), envoyPipeline)],
     // Health goes through the same pipeline as everything else: it is also the benchmark's no-op baseline.
     [Health, instrument(Health, createHealthService(health), pipeline)],
@@ -214,7 +215,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   const shutdown = new AbortController();
   const grpcServer = new grpc.Server({ "grpc.keepalive_permit_without_calls": 1, "grpc.max_receive_message_length": 1024 * 1024 });
-  for (const [service, impl] of services) mountOnGrpc(grpcServer, service, impl, shutdown.signal);
+  for (const [service, impl, decoders] of services) mountOnGrpc(grpcServer, service, impl, shutdown.signal, decoders);
   const grpcPort = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
   );

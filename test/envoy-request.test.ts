@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { clientIpOf, readCheckRequest } from "../src/envoy/check-request.js";
 import { DEFAULT_CREDENTIAL_SOURCES, findCredential, parseCredentialSources, type CredentialSource } from "../src/envoy/credentials.js";
-import { readRouteSettings } from "../src/envoy/route-settings.js";
+import { createRouteSettingsReader, readRouteSettings } from "../src/envoy/route-settings.js";
 import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { TollgateError } from "../src/domain/errors.js";
 
@@ -96,5 +96,21 @@ describe("route settings", () => {
         "attributes.context_extensions.typo",
       ]);
     }
+  });
+});
+
+describe("route settings reader", () => {
+  it("parses each distinct set of extensions once, and never confuses two sets", () => {
+    const read = createRouteSettingsReader(defaults);
+    const a = read({ resource: "a", cost: "5" });
+    expect(read({ resource: "a", cost: "5" })).toBe(a);
+    const b = read({ resource: "a4:cost1:5" });
+    expect(b).not.toBe(a);
+    expect([a.resource, a.cost, b.resource, b.cost]).toEqual(["a", 5, "a4:cost1:5", 1]);
+  });
+
+  it("reports invalid settings on every request rather than remembering them", () => {
+    const read = createRouteSettingsReader(defaults);
+    for (let i = 0; i < 2; i++) expect(() => read({ cost: "-1" })).toThrow(TollgateError);
   });
 });

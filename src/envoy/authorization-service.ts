@@ -1,10 +1,13 @@
-import type { ServiceImpl } from "@connectrpc/connect";
-import type { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { acceptsEncoded } from "../transport/encode.js";
+import type { Authorization, CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { CredentialSource } from "./credentials.js";
-import { readCheckRequest } from "./check-request.js";
+import { partsOf, viewOf, type CheckRequestParts } from "./check-request.js";
 import { checkResponseFor } from "./check-response.js";
+import { scanCheckRequest } from "./check-wire.js";
+import { encodeCheckResponse } from "./check-wire-response.js";
 import { decide, type CheckDeps } from "./check.js";
-import { readRouteSettings } from "./route-settings.js";
+import { createRouteSettingsReader } from "./route-settings.js";
 
 /** What the ext_authz service needs: the domain calls, and the server-wide request settings. */
 export interface AuthorizationServiceDeps extends CheckDeps {
@@ -16,19 +19,30 @@ export interface AuthorizationServiceDeps extends CheckDeps {
 }
 
 /**
+ * A CheckRequest read straight from its wire bytes by the grpc-js listener (see
+ * `checkWireDecoders`); the connect listener passes decoded messages.
+ */
+export class WireCheckRequest {
+  constructor(readonly parts: CheckRequestParts) {}
+}
+
+/** The grpc-js listener's decoder for Check: wire bytes → WireCheckRequest (see check-wire.ts). */
+export const checkWireDecoders = { check: (bytes: Uint8Array) => new WireCheckRequest(scanCheckRequest(bytes)) };
+
+/**
  * `envoy.service.auth.v3.Authorization/Check` for Envoy's ext_authz filter: decode the request,
  * one domain decision, encode it the way Envoy reads it. A denial is an OK RPC; an RPC error means
  * the decision could not be made (bad route settings → INVALID_ARGUMENT, a broken dependency or
  * the deadline in `grpc-timeout` → UNAVAILABLE), so Envoy applies its `status_on_error`.
  */
 export function createAuthorizationService(deps: AuthorizationServiceDeps): ServiceImpl<typeof Authorization> {
-  return {
-    async check(req) {
-      const view = readCheckRequest(req, deps.xffTrustedHops);
-      const route = readRouteSettings(view.extensions, deps.credentialSources);
-      const decision = await decide(view, route, deps);
-      deps.onDecision?.("Check", decision.code);
-      return checkResponseFor(decision);
-    },
-  };
+  const routeSettings = createRouteSettingsReader(deps.credentialSources);
+  async function check(req: CheckRequest | WireCheckRequest, ctx: HandlerContext) {
+    const view = viewOf(req instanceof WireCheckRequest ? req.parts : partsOf(req), deps.xffTrustedHops);
+    const decision = await decide(view, routeSettings(view.extensions), deps);
+    deps.onDecision?.("Check", decision.code);
+    return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
+  }
+  // The wire forms are the grpc-js adapter's contract (mountOnGrpc's `decoders`, encode.ts), invisible in connect's types.
+  return { check: check as unknown as ServiceImpl<typeof Authorization>["check"] };
 }

@@ -14,7 +14,45 @@ export interface HttpRequestView extends CredentialCarrier {
   extensions: Readonly<Record<string, string>>;
 }
 
+/**
+ * The fields of a CheckRequest a decision reads, exactly as decoded (no interpretation yet). Two
+ * readers produce it: from a decoded message (`partsOf`, for the connect listener and tests) and
+ * straight from the wire (`scanCheckRequest` in check-wire.ts, the grpc-js hot path). Both end in
+ * `viewOf`, so the two can only differ in decoding, which a differential test pins down.
+ */
+export interface CheckRequestParts {
+  /** `http.headers` as decoded (a later duplicate key wins). */
+  headers: Readonly<Record<string, string>>;
+  /** `http.header_map.headers` in wire order (Envoy's `encode_raw_headers`). */
+  headerMap: readonly { key: string; value: string; rawValue: Uint8Array }[];
+  /** `http.path`. */
+  path: string;
+  /** `source.address.socket_address.address`, "" when the address is not a socket address. */
+  socketAddress: string;
+  contextExtensions: Readonly<Record<string, string>>;
+}
+
 const utf8 = new TextDecoder("utf-8", { fatal: false });
+const NO_ENTRIES: CheckRequestParts["headerMap"] = [];
+
+/** The parts of a decoded CheckRequest. */
+export function partsOf(req: CheckRequest): CheckRequestParts {
+  const attributes = req.attributes;
+  const http = attributes?.request?.http;
+  const address = attributes?.source?.address?.address;
+  return {
+    headers: http?.headers ?? {},
+    headerMap: http?.headerMap?.headers ?? NO_ENTRIES,
+    path: http?.path ?? "",
+    socketAddress: address?.case === "socketAddress" ? address.value.address : "",
+    contextExtensions: attributes?.contextExtensions ?? {},
+  };
+}
+
+/** Builds the request view of a decoded CheckRequest (see `viewOf`). */
+export function readCheckRequest(req: CheckRequest, xffTrustedHops: number): HttpRequestView {
+  return viewOf(partsOf(req), xffTrustedHops);
+}
 
 /**
  * Builds the request view. Headers come from `http.headers` (lower-case names, duplicates merged
@@ -22,25 +60,22 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
  * lower-cased and duplicates joined with "," here, as Envoy would). The target comes from
  * `http.path`, falling back to the `:path` pseudo-header.
  */
-export function readCheckRequest(req: CheckRequest, xffTrustedHops: number): HttpRequestView {
-  const attributes = req.attributes;
-  const http = attributes?.request?.http;
+export function viewOf(parts: CheckRequestParts, xffTrustedHops: number): HttpRequestView {
   const headers = new Map<string, string>();
-  for (const [name, value] of Object.entries(http?.headers ?? {})) headers.set(name.toLowerCase(), value);
-  if (headers.size === 0 && http?.headerMap) {
-    for (const h of http.headerMap.headers) {
+  for (const name in parts.headers) headers.set(name.toLowerCase(), parts.headers[name]!);
+  if (headers.size === 0) {
+    for (const h of parts.headerMap) {
       const name = h.key.toLowerCase();
       const value = h.value !== "" ? h.value : utf8.decode(h.rawValue);
       const prior = headers.get(name);
       headers.set(name, prior === undefined ? value : `${prior},${value}`);
     }
   }
-  const socket = attributes?.source?.address?.address.case === "socketAddress" ? attributes.source.address.address.value.address : "";
   return {
-    path: http?.path || headers.get(":path") || "",
+    path: parts.path || headers.get(":path") || "",
     headers,
-    clientIp: clientIpOf(socket, headers.get("x-forwarded-for"), xffTrustedHops),
-    extensions: attributes?.contextExtensions ?? {},
+    clientIp: clientIpOf(parts.socketAddress, headers.get("x-forwarded-for"), xffTrustedHops),
+    extensions: parts.contextExtensions,
   };
 }
 

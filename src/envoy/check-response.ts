@@ -21,14 +21,24 @@ type HeaderInit = MessageInitShape<typeof HeaderValueOptionSchema>;
  * One header that replaces any header of the same name. `keep_empty_value` makes an empty value
  * still overwrite, so a client-sent `x-tollgate-plan` never survives when the key has no plan.
  */
-function overwrite(key: string, value: string): HeaderInit {
+export function overwrite(key: string, value: string): HeaderInit {
   return { header: { key, value }, appendAction: AppendAction.OVERWRITE_IF_EXISTS_OR_ADD, keepEmptyValue: true };
 }
 
 const toHeaders = (headers: Record<string, string>) => Object.entries(headers).map(([k, v]) => overwrite(k, v));
 
+/** The headers that tell the upstream who called: the same for every allowed request of a key. */
+export function identityHeaders(key: KeyRecord): HeaderInit[] {
+  return [
+    overwrite(IDENTITY_HEADERS.keyId, key.keyId),
+    overwrite(IDENTITY_HEADERS.tenant, key.tenantId),
+    overwrite(IDENTITY_HEADERS.plan, key.plan),
+    overwrite(IDENTITY_HEADERS.scopes, key.permissions.join(" ")),
+  ];
+}
+
 /** What later filters (rate limit, access log) can read under `envoy.filters.http.ext_authz`. */
-function metadataOf(key: KeyRecord | undefined, code: string): JsonObject {
+export function metadataOf(key: KeyRecord | undefined, code: string): JsonObject {
   if (!key) return { decision: code };
   return { decision: code, key_id: key.keyId, tenant_id: key.tenantId, plan: key.plan, environment: key.environment };
 }
@@ -51,12 +61,7 @@ function allowResponse(d: CheckAllow): CheckResponse {
     httpResponse: {
       case: "okResponse",
       value: {
-        headers: [
-          overwrite(IDENTITY_HEADERS.keyId, d.key.keyId),
-          overwrite(IDENTITY_HEADERS.tenant, d.key.tenantId),
-          overwrite(IDENTITY_HEADERS.plan, d.key.plan),
-          overwrite(IDENTITY_HEADERS.scopes, d.key.permissions.join(" ")),
-        ],
+        headers: identityHeaders(d.key),
         headersToRemove: d.strip.headers,
         queryParametersToRemove: d.strip.queryParameters,
         responseHeadersToAdd: toHeaders(d.responseHeaders),

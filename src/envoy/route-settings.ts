@@ -67,6 +67,31 @@ export function readRouteSettings(extensions: Readonly<Record<string, string>>, 
   return settings;
 }
 
+/** Most distinct route settings kept parsed; routes are few, so this is never reached in practice. */
+const MAX_CACHED_ROUTES = 1_000;
+
+/**
+ * `readRouteSettings` remembered per distinct set of extensions: Envoy sends a route's
+ * `context_extensions` with every Check, so each route is parsed and validated once. Invalid
+ * settings are not remembered; each request with them gets the same INVALID_ARGUMENT.
+ */
+export function createRouteSettingsReader(defaultSources: readonly CredentialSource[]): (extensions: Readonly<Record<string, string>>) => RouteSettings {
+  const cache = new Map<string, RouteSettings>();
+  return (extensions) => {
+    let key = "";
+    for (const name in extensions) {
+      const value = extensions[name]!;
+      key += `${name.length}:${name}${value.length}:${value}`; // length-prefixed: no two sets share a key
+    }
+    const cached = cache.get(key);
+    if (cached) return cached;
+    const settings = readRouteSettings(extensions, defaultSources);
+    if (cache.size >= MAX_CACHED_ROUTES) cache.clear();
+    cache.set(key, settings);
+    return settings;
+  };
+}
+
 function readLimits(v: Violations, text: string): string[] | undefined {
   const trimmed = text.trim();
   if (trimmed === "none") return undefined;

@@ -1,4 +1,16 @@
 import { create, isMessage, toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
+
+/**
+ * Marks a handler context whose transport sends a handler's Uint8Array answer as the encoded
+ * response (the grpc-js adapter; see `encodeMessage`). Handlers of hot methods check it with
+ * `acceptsEncoded` and encode their answer themselves; other transports get messages.
+ */
+export const ACCEPTS_ENCODED = Symbol("tollgate.acceptsEncoded");
+
+export function acceptsEncoded(ctx: HandlerContext): boolean {
+  return (ctx as HandlerContext & { [ACCEPTS_ENCODED]?: boolean })[ACCEPTS_ENCODED] === true;
+}
 
 /** Encoded bytes of frozen (immutable, reused) messages, e.g. a warm key's principal or VALID answer. */
 const encodedFrozen = new WeakMap<object, Buffer>();
@@ -18,9 +30,11 @@ function varint(n: number): number[] {
  * a frozen singular message field (outside a oneof) of an unfrozen message is left out of the
  * encoder's pass and its cached bytes are appended as a length-delimited field. Protobuf fields
  * may appear in any order on the wire, so the result decodes to the same message (tested).
- * Handlers freeze only what they reuse and never mutate afterwards.
+ * Handlers freeze only what they reuse and never mutate afterwards. A handler that encoded its
+ * answer itself (see mountOnGrpc's `decoders`) returns the bytes, which pass through.
  */
 export function encodeMessage(schema: DescMessage, value: unknown): Buffer {
+  if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength); // encoded by the handler
   if (typeof value === "object" && value !== null && Object.isFrozen(value)) {
     const cached = encodedFrozen.get(value);
     if (cached) return cached;

@@ -1,6 +1,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
+import { ACCEPTS_ENCODED } from "./encode.js";
 import { addressFromGrpcPeer, peerAddressKey } from "./peer.js";
 
 type Call = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -24,6 +25,8 @@ export interface GrpcHandlerContext extends HandlerContext {
  */
 class GrpcContext implements GrpcHandlerContext {
   readonly protocolName = "grpc";
+  /** The adapter sends a handler's Uint8Array answer as it is (see encode.ts). */
+  readonly [ACCEPTS_ENCODED] = true;
   readonly requestMethod = "POST";
   private readonly deadlineMs: number;
   private requestHeaders: Headers | undefined;

@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -13,13 +13,19 @@ type AnyCall = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<
 
 const passthrough = (b: Buffer) => b;
 
+/** Per-method request decoders (by method local name) that replace the generic `fromBinary`. */
+export type WireDecoders = Readonly<Record<string, (bytes: Uint8Array) => unknown>>;
+
 /**
  * Mounts a connect `ServiceImpl` on a `@grpc/grpc-js` server, so each service is written once
  * and served by both the fast grpc-js listener and connect-node. Messages are (de)serialized here
  * with the generated schema; an undecodable request is INVALID_ARGUMENT (grpc-js would say INTERNAL);
  * errors carry `grpc-status-details-bin` (google.rpc.Status with the same details connect sends).
+ *
+ * A hot method may bring its own wire decoder (`decoders`): its handler then receives what that
+ * decoder returns, and may answer with encoded bytes (a Uint8Array), which are sent unchanged.
  */
-export function mountOnGrpc<S extends DescService>(server: grpc.Server, service: S, impl: ServiceImpl<S>, shutdownSignal?: AbortSignal): void {
+export function mountOnGrpc<S extends DescService>(server: grpc.Server, service: S, impl: ServiceImpl<S>, shutdownSignal?: AbortSignal, decoders: WireDecoders = {}): void {
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
   const impls = impl as unknown as Record<string, AnyImpl>;
@@ -38,7 +44,9 @@ export function mountOnGrpc<S extends DescService>(server: grpc.Server, service:
       responseDeserialize: passthrough,
       originalName: method.localName,
     };
-    const bind = { service, method, fn, shutdownSignal };
+    const schema = method.input;
+    const decodeRequest = decoders[method.localName] ?? ((bytes: Uint8Array) => fromBinary(schema, bytes));
+    const bind = { service, method, fn, shutdownSignal, decode: decodeRequest };
     handlers[method.localName] = method.methodKind === "unary" ? unaryHandler(bind) : method.methodKind === "client_streaming" ? clientStreamingUnsupported : streamHandler(bind);
   }
   server.addService(definition as grpc.ServiceDefinition, handlers);
@@ -49,15 +57,16 @@ interface Bound {
   method: DescMethod;
   fn: AnyImpl;
   shutdownSignal: AbortSignal | undefined;
+  decode: (bytes: Uint8Array) => unknown;
 }
 
 function contextFor(call: AnyCall, { service, method, shutdownSignal }: Bound): GrpcHandlerContext {
   return createGrpcHandlerContext(call, service, method, shutdownSignal);
 }
 
-function decode(schema: DescMessage, bytes: Buffer): unknown {
+function decode(decoder: (bytes: Uint8Array) => unknown, bytes: Buffer): unknown {
   try {
-    return fromBinary(schema, bytes);
+    return decoder(bytes);
   } catch {
     throw new ConnectError("the request message could not be decoded", Code.InvalidArgument);
   }
@@ -84,7 +93,7 @@ function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
     const ctx = contextFor(call, bound);
     Promise.resolve()
-      .then(() => bound.fn(decode(bound.method.input, call.request), ctx))
+      .then(() => bound.fn(decode(bound.decode, call.request), ctx))
       .then(
         (res) => {
           const bytes = encodeMessage(bound.method.output, res);
@@ -105,14 +114,14 @@ function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
  * a Duplex destroyed at the end of its readable side never sends its status, and the client
  * (buf curl's reflection stream, say) waits forever.
  */
-async function* decodeStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, schema: DescMessage): AsyncIterable<unknown> {
-  for await (const chunk of (call as unknown as Readable).iterator({ destroyOnReturn: false })) yield decode(schema, chunk as Buffer);
+async function* decodeStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, decoder: (bytes: Uint8Array) => unknown): AsyncIterable<unknown> {
+  for await (const chunk of (call as unknown as Readable).iterator({ destroyOnReturn: false })) yield decode(decoder, chunk as Buffer);
 }
 
 function streamHandler(bound: Bound) {
   return (call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>) => {
     const ctx = contextFor(call, bound);
-    const input = bound.method.methodKind === "bidi_streaming" ? decodeStream(call as grpc.ServerDuplexStream<Buffer, Buffer>, bound.method.input) : decode(bound.method.input, (call as grpc.ServerWritableStream<Buffer, Buffer>).request);
+    const input = bound.method.methodKind === "bidi_streaming" ? decodeStream(call as grpc.ServerDuplexStream<Buffer, Buffer>, bound.decode) : decode(bound.decode, (call as grpc.ServerWritableStream<Buffer, Buffer>).request);
     (async () => {
       let headersSent = false;
       for await (const res of bound.fn(input, ctx) as AsyncIterable<unknown>) {

@@ -30,7 +30,7 @@ export interface RouteResponse {
 
 export interface HttpServerOptions {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  services: Array<[DescService, ServiceImpl<any>]>;
+  services: Array<[DescService, ServiceImpl<any>, ...unknown[]]>;
   /** Exact-path routes: `/healthz` serves GET and HEAD, `POST /oauth/token` only POST; anything else is a JSON 404. */
   routes: Record<string, HttpRoute>;
   shutdownSignal?: AbortSignal;
