@@ -98,6 +98,35 @@ describe("leasing engine against PostgreSQL", () => {
     expect(await hammer(e, [d], 8)).toBe(5);
   });
 
+  it("remembers a subject's counter only while it is live: a new window, an idle return and a reload each find the right one", async () => {
+    const d = await limit({ amount: 1000, period: "minute" });
+    const { repo, engine: e } = engine({ minBlock: 10, maxBlock: 10, idleReturnMs: 60_000 });
+    const who = subject("K-remembered"); // one object for every call, as quotaSubjectOf gives
+    clock = Date.parse("2024-02-29T11:00:10Z");
+    for (let i = 0; i < 15; i++) await e.charge([d], who, 1, false);
+    expect(await storedUsed(pool, d.limitId)).toBe(20); // two blocks of 10
+    expect(e.held()).toBe(5);
+    clock = Date.parse("2024-02-29T11:01:10Z"); // next window: a new counter, not the remembered one
+    const [next] = await e.charge([d], who, 1, false);
+    expect(next).toMatchObject({ remaining: 999, resetAtMs: Date.parse("2024-02-29T11:02:00Z") });
+    clock += 120_000; // idle: flush hands both windows' tokens back and retires their counters
+    await e.flush();
+    expect(e.held()).toBe(0);
+    const statements = repo.statements;
+    const [again] = await e.charge([d], who, 1, false); // must lease afresh, not spend from a retired counter
+    expect(again!.exceeded).toBe(false);
+    expect(repo.statements).toBe(statements + 1);
+    expect(e.held()).toBe(9);
+    const lowered = { ...d, amount: 5 }; // an operator lowered the limit: the reloaded definition is a new object
+    await pool.query("UPDATE quota_limits SET amount = 5 WHERE limit_id = $1", [d.limitId]);
+    const before = repo.statements;
+    const [after] = await e.charge([lowered], who, 1, false);
+    // Not served from the 9 remembered tokens leased under the old limit: they go back, and the store decides.
+    expect(repo.statements).toBe(before + 1);
+    expect(after!.exceeded).toBe(true); // 10 already leased in this window ≥ the new limit of 5
+    expect(e.held()).toBe(0);
+  });
+
   it("rolls an unused budget over into the next month with refill mode add, up to the cap", async () => {
     const d = await limit({ kind: "budget", amount: 100, period: "month", refillMode: "add", cap: 250 });
     const { engine: e } = engine({ minBlock: 1 });

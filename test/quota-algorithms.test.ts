@@ -187,6 +187,33 @@ describe("usage recorder and idempotency cache", () => {
     expect(writes[0]![0]!.admitted).toBe(1);
   });
 
+  it("counts a subject's repeat calls into the right batch across flushes, failed ones included", async () => {
+    let fail = false;
+    const writes: Array<Array<{ granularity: string; admitted: number; denied: number }>> = [];
+    const rec = createUsageRecorder(async (items) => {
+      if (fail) throw new Error("down");
+      writes.push(items as never);
+    }, () => 0);
+    const s = { keyId: "K", quotaSubject: "K", tenantId: "t", plan: "free", ownerId: null }; // one object, as quotaSubjectOf gives
+    const minute = () => writes.at(-1)!.find((r) => r.granularity === "minute")!;
+    rec.record(s, "requests", true, 1);
+    rec.record(s, "requests", true, 1);
+    await rec.flush();
+    expect(minute().admitted).toBe(2);
+    rec.record(s, "requests", true, 1); // the remembered entry was flushed: a new one
+    await rec.flush();
+    expect(minute().admitted).toBe(1);
+    rec.record(s, "requests", false, 0);
+    fail = true;
+    await expect(rec.flush()).rejects.toThrow("down");
+    rec.record(s, "requests", true, 1); // lands with the kept counts, not in a lost entry
+    fail = false;
+    await rec.flush();
+    expect(minute()).toMatchObject({ admitted: 1, denied: 1 });
+    await rec.flush();
+    expect(writes).toHaveLength(3);
+  });
+
   it("forgets idempotent answers after their TTL and beyond its bound, oldest first", () => {
     let clock = 0;
     const cache = createIdempotencyCache<number>(2, 1000, () => clock);

@@ -2,6 +2,7 @@ import type { KeyVerifier } from "../keys/verifier.js";
 import { decide } from "../policy/decide.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import { isQueryError, parseQuery, queryError, type QueryNode } from "../policy/query.js";
+import { quotaSubjectOf } from "../quota/limits.js";
 import { QUOTA_MESSAGES, type QuotaService } from "../quota/quota-service.js";
 import type { Authorize, Consume, LimitState } from "./ports.js";
 
@@ -45,8 +46,7 @@ export function createEnvoyPorts(deps: EnvoyPortDeps): { authorize: Authorize; c
     const record = key ?? (await deps.verifier.lookup(keyId));
     // An unknown key id (e.g. a forged descriptor) has no limits of ours: answer OK without one.
     if (!record) return { allowed: true, code: "OK", limits: [], headers: {}, message: QUOTA_MESSAGES.OK };
-    const subject = { keyId: record.keyId, quotaSubject: record.quotaSubject, tenantId: record.tenantId, plan: record.plan, ownerId: record.ownerId };
-    const d = await deps.quota.consume(subject, { limits, cost, idempotencyKey: "", dryRun: false });
+    const d = await deps.quota.consume(quotaSubjectOf(record), { limits, cost, idempotencyKey: "", dryRun: false });
     const states: LimitState[] = d.limits.map((l) => ({
       name: l.name,
       limit: l.limit,

@@ -11,19 +11,55 @@ import type { LimitOutcome } from "./lease-engine.js";
  * are never advertised: they are not enforced.
  */
 export function quotaHeaders(outcomes: readonly LimitOutcome[], allowed: boolean, nowMs: number): Record<string, string> {
-  const enforced = outcomes.filter((o) => !o.def.shadow);
+  const enforced = outcomes.some((o) => o.def.shadow) ? outcomes.filter((o) => !o.def.shadow) : outcomes;
   if (enforced.length === 0) return {};
   const binding = bindingLimit(enforced);
   const resetSeconds = Number.isFinite(binding.resetAtMs) ? Math.max(0, Math.ceil((binding.resetAtMs - nowMs) / 1000)) : undefined;
+  const fixed = fixedParts(binding);
   const headers: Record<string, string> = {
-    "ratelimit-policy": enforced.map((o) => `"${o.def.name}";q=${o.limit}${o.windowSeconds > 0 ? `;w=${o.windowSeconds}` : ""}`).join(", "),
-    ratelimit: `"${binding.def.name}";r=${binding.remaining}${resetSeconds !== undefined ? `;t=${resetSeconds}` : ""}`,
-    "x-ratelimit-limit": String(binding.limit),
+    "ratelimit-policy": enforced.length === 1 ? fixed.policy : enforced.map((o) => fixedParts(o).policy).join(", "),
+    ratelimit: `${fixed.quotedName};r=${binding.remaining}${resetSeconds !== undefined ? `;t=${resetSeconds}` : ""}`,
+    "x-ratelimit-limit": fixed.limit,
     "x-ratelimit-remaining": String(binding.remaining),
   };
-  if (Number.isFinite(binding.resetAtMs)) headers["x-ratelimit-reset"] = String(Math.ceil(binding.resetAtMs / 1000));
+  if (Number.isFinite(binding.resetAtMs)) headers["x-ratelimit-reset"] = fixed.resetAt(binding.resetAtMs);
   if (!allowed && Number.isFinite(binding.retryAfterMs)) headers["retry-after"] = String(Math.max(1, Math.ceil(binding.retryAfterMs / 1000)));
   return headers;
+}
+
+/** Header parts that change only with a limit's capacity and window: a hot key sends the same ones on every call. */
+interface FixedParts {
+  capacity: number;
+  windowSeconds: number;
+  quotedName: string;
+  /** This limit's `RateLimit-Policy` item. */
+  policy: string;
+  limit: string;
+  resetAt(resetAtMs: number): string;
+}
+
+const fixedByDef = new WeakMap<LimitOutcome["def"], FixedParts>();
+
+function fixedParts(o: LimitOutcome): FixedParts {
+  const known = fixedByDef.get(o.def);
+  if (known && known.capacity === o.limit && known.windowSeconds === o.windowSeconds) return known;
+  const quotedName = `"${o.def.name}"`;
+  let lastMs = Number.NaN;
+  let lastText = "";
+  const parts: FixedParts = {
+    capacity: o.limit,
+    windowSeconds: o.windowSeconds,
+    quotedName,
+    policy: `${quotedName};q=${o.limit}${o.windowSeconds > 0 ? `;w=${o.windowSeconds}` : ""}`,
+    limit: String(o.limit),
+    resetAt(resetAtMs) {
+      // Unix seconds; a window's reset instant is the same for every call in it.
+      if (resetAtMs !== lastMs) [lastMs, lastText] = [resetAtMs, String(Math.ceil(resetAtMs / 1000))];
+      return lastText;
+    },
+  };
+  fixedByDef.set(o.def, parts);
+  return parts;
 }
 
 /** The limit an end client should be told about: the first that denied, else the one with the least remaining. */

@@ -45,6 +45,7 @@ interface Slot {
   def: LimitDefinition;
   subject: string;
   windowIndex: number;
+  windowStartMs: number;
   windowEndMs: number;
   local: number;
   /** Expired bucket tokens waiting for the next flush to go back. */
@@ -58,6 +59,8 @@ interface Slot {
   /** Observed demand, tokens per ms (exponentially weighted). */
   rate: number;
   inflight?: Promise<void>;
+  /** Set when the slot leaves the engine's map (window ended, idle, shutdown): a remembered reference must not be used. */
+  retired?: boolean;
 }
 
 const isBucket = (def: LimitDefinition) => def.kind === "rate";
@@ -91,9 +94,25 @@ export interface LeaseEngine {
 export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: Partial<LeasingOptions> = {}): LeaseEngine {
   const o = { ...DEFAULT_LEASING, ...options };
   const slots = new Map<string, Slot>();
+  /**
+   * The slots a subject used last, by limit id: a warm call finds its counter here without
+   * building the map key. Subjects are one object per key record (quotaSubjectOf); a reference
+   * is used only while its slot is live, in its window, and for the same definition object.
+   */
+  const recent = new WeakMap<QuotaSubject, Map<number, Slot>>();
+
+  function slotOf(def: LimitDefinition, subject: QuotaSubject, nowMs: number): Slot {
+    let mine = recent.get(subject);
+    const known = mine?.get(def.limitId);
+    if (known && known.def === def && !known.retired && nowMs < known.windowEndMs && nowMs >= known.windowStartMs) return known;
+    const slot = slotFor(def, counterSubject(def, subject), nowMs);
+    if (!mine) recent.set(subject, (mine = new Map()));
+    mine.set(def.limitId, slot);
+    return slot;
+  }
 
   function slotFor(def: LimitDefinition, subject: string, nowMs: number): Slot {
-    const w = isBucket(def) ? { index: 0, endMs: Number.POSITIVE_INFINITY } : windowAt(def.period, nowMs);
+    const w = isBucket(def) ? { index: 0, startMs: Number.NEGATIVE_INFINITY, endMs: Number.POSITIVE_INFINITY } : windowAt(def.period, nowMs);
     const key = `${def.limitId}\u0000${subject}\u0000${w.index}`;
     let slot = slots.get(key);
     if (slot) {
@@ -111,7 +130,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       return slot;
     }
     const capacity = def.kind === "budget" && def.refillMode === "add" ? (def.cap ?? def.amount) : def.amount;
-    slot = { def, subject, windowIndex: w.index, windowEndMs: w.endMs, local: 0, toReturn: 0, storeLeft: capacity, capacity,
+    slot = { def, subject, windowIndex: w.index, windowStartMs: w.startMs, windowEndMs: w.endMs, local: 0, toReturn: 0, storeLeft: capacity, capacity,
       learnedAtMs: Number.NEGATIVE_INFINITY, leasedAtMs: nowMs, lastUsedMs: nowMs, rate: 0 };
     slots.set(key, slot);
     return slot;
@@ -217,7 +236,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   return {
     async charge(defs, subject, cost, dryRun) {
       const nowMs = now();
-      const slots_ = defs.map((d) => slotFor(d, counterSubject(d, subject), nowMs));
+      const slots_ = defs.map((d) => slotOf(d, subject, nowMs));
       const outcomes: LimitOutcome[] = [];
       let denied = false;
       for (const slot of slots_) {
@@ -250,7 +269,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
 
     refund(outcomes, subject) {
       const nowMs = now();
-      for (const out of outcomes) if (out.charged > 0) slotFor(out.def, counterSubject(out.def, subject), nowMs).local += out.charged;
+      for (const out of outcomes) if (out.charged > 0) slotOf(out.def, subject, nowMs).local += out.charged;
     },
 
     async flush() {
@@ -267,7 +286,10 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
         }
         if (slot.toReturn > 0) releases.push(releaseOf(slot));
         slot.toReturn = 0;
-        if (ended || idle) slots.delete(key);
+        if (ended || idle) {
+          slots.delete(key);
+          slot.retired = true;
+        }
       }
       await repo.release(releases);
     },
@@ -279,6 +301,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
         s.local = 0;
       }
       const releases = [...slots.values()].filter((s) => s.toReturn > 0).map(releaseOf);
+      for (const s of slots.values()) s.retired = true;
       slots.clear();
       await repo.release(releases);
     },

@@ -1,3 +1,4 @@
+import type { KeyRecord } from "../domain/key.js";
 import type { Period } from "./windows.js";
 
 /** What a limit counts: a token bucket, a windowed quota, or a budget of cost units. */
@@ -40,6 +41,21 @@ export interface QuotaSubject {
   tenantId: string;
   plan: string;
   ownerId: string | null;
+}
+
+const subjects = new WeakMap<KeyRecord, QuotaSubject>();
+
+/**
+ * The quota subject of a key, one frozen object per key record (a changed key gets a new record),
+ * so the quota hot path can remember per subject what it resolved instead of rebuilding string keys.
+ */
+export function quotaSubjectOf(key: KeyRecord): QuotaSubject {
+  let subject = subjects.get(key);
+  if (!subject) {
+    subject = Object.freeze({ keyId: key.keyId, quotaSubject: key.quotaSubject, tenantId: key.tenantId, plan: key.plan, ownerId: key.ownerId });
+    subjects.set(key, subject);
+  }
+  return subject;
 }
 
 /** Attachments from most to least specific: a key's own limit overrides its owner's, tenant's and plan's of the same name. */

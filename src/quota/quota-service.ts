@@ -85,24 +85,22 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
   const ttlMs = deps.idempotencyTtlMs ?? 86_400_000;
   const recent = createIdempotencyCache<QuotaDecision>(10_000, ttlMs, deps.now);
 
-  // Resolved limit lists per catalog (a new catalog object replaces the old on every reload), per
-  // subject and requested names: the hot path then allocates nothing to find its limits.
-  let resolvedFor: LimitCatalog | undefined;
-  let resolved = new Map<string, LimitDefinition[]>();
-  const MAX_RESOLVED = 10_000;
+  // Resolved limit lists per subject (one object per key record, see quotaSubjectOf) and requested
+  // names, for the catalog they were resolved in (a reload makes a new catalog object): the hot
+  // path then finds its limits without building a key or allocating.
+  const resolved = new WeakMap<QuotaSubject, { catalog: LimitCatalog; byNames: Map<string, LimitDefinition[]> }>();
+  const MAX_NAME_SETS = 64;
 
   async function resolve(subject: QuotaSubject, names: readonly string[]): Promise<LimitDefinition[]> {
     const catalog = deps.catalog.peek() ?? (await deps.catalog.get());
-    if (resolvedFor !== catalog) {
-      resolvedFor = catalog;
-      resolved = new Map();
-    }
-    const memoKey = `${subject.keyId}\u0000${subject.quotaSubject}\u0000${subject.tenantId}\u0000${subject.plan}\u0000${subject.ownerId ?? ""}\u0000${names.join("\u0000")}`;
-    const memo = resolved.get(memoKey);
-    if (memo) return memo;
+    let memo = resolved.get(subject);
+    if (!memo || memo.catalog !== catalog) resolved.set(subject, (memo = { catalog, byNames: new Map() }));
+    const namesKey = names.length === 1 ? names[0]! : names.join("\u0000");
+    const hit = memo.byNames.get(namesKey);
+    if (hit) return hit;
     const defs = resolveIn(catalog, subject, names);
-    if (resolved.size >= MAX_RESOLVED) resolved.clear();
-    resolved.set(memoKey, defs);
+    if (memo.byNames.size >= MAX_NAME_SETS) memo.byNames.clear();
+    memo.byNames.set(namesKey, defs);
     return defs;
   }
 

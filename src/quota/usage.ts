@@ -18,19 +18,32 @@ const GRANULARITIES = [["minute", 60_000], ["hour", 3_600_000], ["day", 86_400_0
  * usage reporting must never take memory without bound while the database is away.
  */
 export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<void>, now: () => number, maxEntries = 100_000) {
-  let pending = new Map<string, { subject: QuotaSubject; limitName: string; minuteMs: number; admitted: number; denied: number; cost: number }>();
+  /** `generation`: the flush generation of `pending` the entry belongs to. */
+  type Entry = { subject: QuotaSubject; limitName: string; minuteMs: number; admitted: number; denied: number; cost: number; generation: number };
+  let pending = new Map<string, Entry>();
   let dropped = 0;
+  let generation = 0;
+  // The entry each subject (one object per key record) last counted into, per limit name: a
+  // repeat call in the same minute adds to it without building the map key. Valid while that
+  // entry is still in `pending` (a flush swaps the map and starts a new generation).
+  const recent = new WeakMap<QuotaSubject, Map<string, Entry>>();
   const recorder: UsageRecorder & { readonly dropped: number } = {
     get dropped() {
       return dropped;
     },
     record(subject, limitName, admitted, cost) {
       const minuteMs = Math.floor(now() / 60_000) * 60_000;
-      const key = `${subject.keyId}\u0000${limitName}\u0000${minuteMs}`;
-      let e = pending.get(key);
-      if (!e) {
-        if (pending.size >= maxEntries) return void dropped++;
-        pending.set(key, (e = { subject, limitName, minuteMs, admitted: 0, denied: 0, cost: 0 }));
+      let mine = recent.get(subject);
+      let e = mine?.get(limitName);
+      if (!e || e.minuteMs !== minuteMs || e.generation !== generation) {
+        const key = `${subject.keyId}\u0000${limitName}\u0000${minuteMs}`;
+        e = pending.get(key);
+        if (!e) {
+          if (pending.size >= maxEntries) return void dropped++;
+          pending.set(key, (e = { subject, limitName, minuteMs, admitted: 0, denied: 0, cost: 0, generation }));
+        }
+        if (!mine) recent.set(subject, (mine = new Map()));
+        mine.set(limitName, e);
       }
       if (admitted) {
         e.admitted++;
@@ -41,6 +54,7 @@ export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<
       if (pending.size === 0) return;
       const batch = pending;
       pending = new Map();
+      generation++;
       const merged = new Map<string, UsageIncrement>();
       for (const e of batch.values()) {
         for (const [granularity, ms] of GRANULARITIES) {
@@ -62,8 +76,10 @@ export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<
             cur.admitted += e.admitted;
             cur.denied += e.denied;
             cur.cost += e.cost;
-          } else if (pending.size < maxEntries) pending.set(key, e);
-          else dropped++;
+          } else if (pending.size < maxEntries) {
+            e.generation = generation;
+            pending.set(key, e);
+          } else dropped++;
         }
         throw err;
       }

@@ -13,6 +13,9 @@ import { ConsumeQuotaResponseSchema, LimitStatusSchema } from "../gen/tollgate/v
 import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
 import type { Principal } from "../gen/tollgate/v1/common_pb.js";
 import { checkClientIp, checkCredential, NAME_TOKEN_PATTERN } from "./validate.js";
+import { acceptsEncoded } from "../transport/encode.js";
+import { encodeAdmitted } from "./consume-quota-wire.js";
+import { quotaSubjectOf } from "../quota/limits.js";
 
 /**
  * Permission that lets a service charge *other* keys' quotas by `key_id` (a gateway that has
@@ -82,12 +85,14 @@ export async function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequ
     key = verified.key;
   }
   const decision = await deps.quota.consume(
-    { keyId: key.keyId, quotaSubject: key.quotaSubject, tenantId: key.tenantId, plan: key.plan, ownerId: key.ownerId },
+    quotaSubjectOf(key),
     { limits: req.limits, cost, idempotencyKey: req.idempotencyKey, dryRun: req.dryRun },
   );
   deps.onDecision?.("ConsumeQuota", decision.code);
-  const nowMs = deps.now();
-  return toProto(decision, (deps.principals ?? principalFromKey)(key, nowMs));
+  const principal = (deps.principals ?? principalFromKey)(key, deps.now());
+  // On the grpc-js listener an admitted answer is written straight to wire bytes (see consume-quota-wire.ts).
+  const encoded = acceptsEncoded(ctx) ? encodeAdmitted(decision, principal) : undefined;
+  return encoded ? (encoded as unknown as ConsumeQuotaResponse) : toProto(decision, principal);
 }
 
 function refused(deps: ConsumeQuotaDeps, code: string, key: KeyRecord | undefined): ConsumeQuotaResponse {
@@ -114,7 +119,7 @@ function resetOf(ms: number): Timestamp {
   return lastReset.ts;
 }
 
-function toProto(d: QuotaDecision, principal: Principal): ConsumeQuotaResponse {
+export function toProto(d: QuotaDecision, principal: Principal): ConsumeQuotaResponse {
   return create(ConsumeQuotaResponseSchema, {
     allowed: d.allowed,
     code: codeOf(d.code),

@@ -62,8 +62,27 @@ export class WireWriter {
 
   /** A string field, written even when empty (map entries need their key and value). */
   string(field: number, text: string): this {
+    this.tag(field, 2);
+    const n = text.length;
+    if (n < 0x80) {
+      // Short ASCII (header names and values, limit names) is copied here: cheaper than two native calls.
+      this.room(n + 1);
+      const buf = this.buf;
+      const start = this.pos + 1;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[start + i] = c;
+      }
+      if (i === n) {
+        buf[this.pos] = n;
+        this.pos = start + n;
+        return this;
+      }
+    }
     const length = Buffer.byteLength(text);
-    this.tag(field, 2).varint(length);
+    this.varint(length);
     this.room(length);
     this.pos += this.buf.write(text, this.pos, length, "utf8");
     return this;
