@@ -36,6 +36,18 @@ describe("Authenticate", () => {
     }
   });
 
+  it("answers a warm key synchronously (no promise, no microtask hop), a cold one and garbage as before", async () => {
+    const { key, secret } = await seedKey(app, { tenantId: "acme" });
+    const cold = app.verifier.verify(secret, "");
+    expect(cold).toBeInstanceOf(Promise);
+    expect((await cold).code).toBe("VALID");
+    const warm = app.verifier.verify(`Bearer ${secret}`, "");
+    expect(warm).not.toBeInstanceOf(Promise);
+    expect(warm).toMatchObject({ code: "VALID", key: { keyId: key.keyId } });
+    expect(app.verifier.verify(`${secret.slice(0, -1)}x`, "")).toEqual({ code: "MALFORMED_CREDENTIAL" }); // checksum still checked on a miss
+    expect(app.verifier.verify("x".repeat(10_000), "")).toEqual({ code: "MALFORMED_CREDENTIAL" });
+  });
+
   it("answers MISSING, MALFORMED and INVALID as values with a 401 client response", async () => {
     const { secret } = await seedKey(app, { tenantId: "acme" });
     const wrongSecret = secret.slice(0, -8) + (secret.at(-8) === "A" ? "B" : "A") + secret.slice(-7);

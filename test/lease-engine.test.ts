@@ -103,7 +103,11 @@ describe("leasing engine against PostgreSQL", () => {
     const { repo, engine: e } = engine({ minBlock: 10, maxBlock: 10, idleReturnMs: 60_000 });
     const who = subject("K-remembered"); // one object for every call, as quotaSubjectOf gives
     clock = Date.parse("2024-02-29T11:00:10Z");
-    for (let i = 0; i < 15; i++) await e.charge([d], who, 1, false);
+    const first = e.charge([d], who, 1, false);
+    expect(first).toBeInstanceOf(Promise); // nothing held yet: it must lease
+    await first;
+    for (let i = 0; i < 13; i++) await e.charge([d], who, 1, false);
+    expect(e.charge([d], who, 1, false)).not.toBeInstanceOf(Promise); // tokens held here: answered without a promise
     expect(await storedUsed(pool, d.limitId)).toBe(20); // two blocks of 10
     expect(e.held()).toBe(5);
     clock = Date.parse("2024-02-29T11:01:10Z"); // next window: a new counter, not the remembered one

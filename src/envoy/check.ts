@@ -5,7 +5,8 @@ import { AUTH_MESSAGES } from "../services/convert.js";
 import { TENANT_ID_PATTERN } from "../services/validate.js";
 import type { HttpRequestView } from "./check-request.js";
 import { credentialLocations, findCredential } from "./credentials.js";
-import type { Authenticate, Authorize, Consume, DecisionCode } from "./ports.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
+import type { Authenticate, Authorize, AuthorizeOutcome, Consume, DecisionCode } from "./ports.js";
 import { quotaHeaders } from "./quota-headers.js";
 import type { RouteSettings } from "./route-settings.js";
 
@@ -53,19 +54,22 @@ export async function decide(view: HttpRequestView, route: RouteSettings, deps: 
   const found = findCredential(view, route.credentialSources);
   if (!found) return deny("MISSING_CREDENTIAL", AUTH_MESSAGES.MISSING_CREDENTIAL!);
   if (found.value.length > MAX_CREDENTIAL_LENGTH) return deny("MALFORMED_CREDENTIAL", AUTH_MESSAGES.MALFORMED_CREDENTIAL!);
-  const verification = await deps.authenticate(found.value, view.clientIp);
+  const verifying = deps.authenticate(found.value, view.clientIp);
+  const verification = isPromise(verifying) ? await verifying : verifying;
   const key = verification.key;
   if (verification.code !== "VALID" || !key) {
     return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
   }
 
-  const refused = await authorizeStep(view, route, key, deps);
+  const authorizing = authorizeStep(view, route, key, deps);
+  const refused = isPromise(authorizing) ? await authorizing : authorizing;
   if (refused) return refused;
 
   let responseHeaders: Record<string, string> = {};
   if (route.limits !== undefined && (deps.consume || route.limits.length > 0)) {
     if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
-    const outcome = await deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
+    const consuming = deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
+    const outcome = isPromise(consuming) ? await consuming : consuming;
     responseHeaders = quotaHeaders(outcome);
     if (!outcome.allowed) return deny(outcome.code, outcome.message, key, responseHeaders);
   }
@@ -73,7 +77,7 @@ export async function decide(view: HttpRequestView, route: RouteSettings, deps: 
   return { allowed: true, code: "VALID", key, strip, responseHeaders };
 }
 
-async function authorizeStep(view: HttpRequestView, route: RouteSettings, key: KeyRecord, deps: CheckDeps): Promise<CheckDeny | undefined> {
+function authorizeStep(view: HttpRequestView, route: RouteSettings, key: KeyRecord, deps: CheckDeps): MaybePromise<CheckDeny | undefined> {
   let tenantId = key.tenantId;
   if (route.tenantHeader !== "") {
     const requested = view.headers.get(route.tenantHeader)?.trim() ?? "";
@@ -85,8 +89,9 @@ async function authorizeStep(view: HttpRequestView, route: RouteSettings, key: K
     if (route.permission === "" && route.resource === "" && tenantId === key.tenantId) return undefined;
     throw notWired("AUTHORIZE_NOT_AVAILABLE", "the route needs a permission, resource or tenant check but this server has no Authorize wired");
   }
-  const outcome = await deps.authorize({ key, permissionQuery: route.permission, resource: route.resource, tenantId, clientIp: view.clientIp });
-  return outcome.allowed ? undefined : deny(outcome.code, outcome.message, key);
+  const refusal = (outcome: AuthorizeOutcome) => (outcome.allowed ? undefined : deny(outcome.code, outcome.message, key));
+  const authorizing = deps.authorize({ key, permissionQuery: route.permission, resource: route.resource, tenantId, clientIp: view.clientIp });
+  return isPromise(authorizing) ? authorizing.then(refusal) : refusal(authorizing);
 }
 
 function notWired(reason: string, message: string): TollgateError {

@@ -3,13 +3,31 @@ import { decide } from "../policy/decide.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import { isQueryError, parseQuery, queryError, type QueryNode } from "../policy/query.js";
 import { quotaSubjectOf } from "../quota/limits.js";
-import { QUOTA_MESSAGES, type QuotaService } from "../quota/quota-service.js";
-import type { Authorize, Consume, LimitState } from "./ports.js";
+import { QUOTA_MESSAGES, type QuotaDecision, type QuotaService } from "../quota/quota-service.js";
+import type { KeyRecord } from "../domain/key.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
+import type { EffectivePolicy } from "../policy/effective.js";
+import type { Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, LimitState } from "./ports.js";
 
 export interface EnvoyPortDeps {
   verifier: KeyVerifier;
   policies: PolicyCache;
   quota: QuotaService;
+}
+
+/** A quota decision in the Envoy adapters' terms. */
+function outcomeOf(d: QuotaDecision): ConsumeOutcome {
+  const states: LimitState[] = d.limits.map((l) => ({
+    name: l.name,
+    limit: l.limit,
+    remaining: l.remaining,
+    resetAtMs: l.resetAtMs ?? Number.POSITIVE_INFINITY,
+    windowMs: l.windowSeconds * 1000,
+    retryAfterMs: l.exceeded ? (l.retryAfterMs ?? Number.POSITIVE_INFINITY) : 0,
+    exceeded: l.exceeded,
+    shadow: l.shadow,
+  }));
+  return { allowed: d.allowed, code: d.code, limits: states, headers: d.headers, message: QUOTA_MESSAGES[d.code] };
 }
 
 /** Most distinct route permission queries kept parsed; routes are few, so this is never reached in practice. */
@@ -34,30 +52,25 @@ export function createEnvoyPorts(deps: EnvoyPortDeps): { authorize: Authorize; c
     return result;
   };
 
-  const authorize: Authorize = async ({ key, permissionQuery, resource, tenantId, clientIp }) => {
+  const authorize: Authorize = ({ key, permissionQuery, resource, tenantId, clientIp }) => {
     const query = parsed(permissionQuery);
-    const pending = deps.policies.policyFor(key);
-    const policy = pending instanceof Promise ? await pending : pending;
-    const d = decide(policy, { keyTenantId: key.tenantId, targetTenantId: tenantId, query, resource, cost: 0, clientIp });
-    return { allowed: d.code === "ALLOWED", code: d.code, missingPermissions: d.missing, message: d.message };
+    const decideWith = (policy: EffectivePolicy): AuthorizeOutcome => {
+      const d = decide(policy, { keyTenantId: key.tenantId, targetTenantId: tenantId, query, resource, cost: 0, clientIp });
+      return { allowed: d.code === "ALLOWED", code: d.code, missingPermissions: d.missing, message: d.message };
+    };
+    const policy = deps.policies.policyFor(key);
+    return isPromise(policy) ? policy.then(decideWith) : decideWith(policy);
   };
 
-  const consume: Consume = async ({ keyId, key, limits, cost }) => {
-    const record = key ?? (await deps.verifier.lookup(keyId));
+  const charge = (record: KeyRecord, limits: string[], cost: number): MaybePromise<ConsumeOutcome> => {
+    const decision = deps.quota.consume(quotaSubjectOf(record), { limits, cost, idempotencyKey: "", dryRun: false });
+    return isPromise(decision) ? decision.then(outcomeOf) : outcomeOf(decision);
+  };
+
+  const consume: Consume = ({ keyId, key, limits, cost }) => {
+    if (key) return charge(key, limits, cost);
     // An unknown key id (e.g. a forged descriptor) has no limits of ours: answer OK without one.
-    if (!record) return { allowed: true, code: "OK", limits: [], headers: {}, message: QUOTA_MESSAGES.OK };
-    const d = await deps.quota.consume(quotaSubjectOf(record), { limits, cost, idempotencyKey: "", dryRun: false });
-    const states: LimitState[] = d.limits.map((l) => ({
-      name: l.name,
-      limit: l.limit,
-      remaining: l.remaining,
-      resetAtMs: l.resetAtMs ?? Number.POSITIVE_INFINITY,
-      windowMs: l.windowSeconds * 1000,
-      retryAfterMs: l.exceeded ? (l.retryAfterMs ?? Number.POSITIVE_INFINITY) : 0,
-      exceeded: l.exceeded,
-      shadow: l.shadow,
-    }));
-    return { allowed: d.allowed, code: d.code, limits: states, headers: d.headers, message: QUOTA_MESSAGES[d.code] };
+    return deps.verifier.lookup(keyId).then((record) => (record ? charge(record, limits, cost) : { allowed: true, code: "OK", limits: [], headers: {}, message: QUOTA_MESSAGES.OK }));
   };
 
   return { authorize, consume };

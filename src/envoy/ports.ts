@@ -3,9 +3,11 @@
  * of how a key is verified, a policy evaluated or a counter charged; the composition root
  * (`app.ts`) connects these ports to the real Authenticate, Authorize and ConsumeQuota domain code.
  * Every call answers a "no" as a value; it throws a `TollgateError` only when it cannot answer
- * (a broken dependency → `unavailable`), which the transport turns into gRPC UNAVAILABLE.
+ * (a broken dependency → `unavailable`), which the transport turns into gRPC UNAVAILABLE. A warm
+ * answer may come synchronously (see MaybePromise), so a Check of a warm key waits on nothing.
  */
 import type { KeyRecord } from "../domain/key.js";
+import type { MaybePromise } from "../domain/maybe-promise.js";
 import type { Code } from "../gen/tollgate/v1/code_pb.js";
 import type { Verification } from "../keys/verifier.js";
 
@@ -13,7 +15,7 @@ import type { Verification } from "../keys/verifier.js";
 export type DecisionCode = keyof typeof Code;
 
 /** Verifies a raw credential (a bare key or `Bearer <key>`) for a client address ("" = unknown). */
-export type Authenticate = (credential: string, clientIp: string) => Promise<Verification>;
+export type Authenticate = (credential: string, clientIp: string) => MaybePromise<Verification>;
 
 /** One Authorize question about a key that Authenticate has just proven. */
 export interface AuthorizeInput {
@@ -37,7 +39,7 @@ export interface AuthorizeOutcome {
 }
 
 /** Evaluates permission query, tenant isolation and deny lists for a proven key. */
-export type Authorize = (input: AuthorizeInput) => Promise<AuthorizeOutcome>;
+export type Authorize = (input: AuthorizeInput) => MaybePromise<AuthorizeOutcome>;
 
 /** One ConsumeQuota charge. All named limits are charged together or not at all. */
 export interface ConsumeInput {
@@ -80,4 +82,4 @@ export interface ConsumeOutcome {
 }
 
 /** Charges a key's limits. */
-export type Consume = (input: ConsumeInput) => Promise<ConsumeOutcome>;
+export type Consume = (input: ConsumeInput) => MaybePromise<ConsumeOutcome>;

@@ -1,5 +1,6 @@
 import type { QuotaRepo, Release } from "../store/quota-repo.js";
 import { counterSubject, type LimitDefinition, type QuotaSubject } from "./limits.js";
+import type { MaybePromise } from "../domain/maybe-promise.js";
 import { levelAt, msUntil, msUntilFull, ratePerMs, type BucketShape } from "./token-bucket.js";
 import { periodSeconds, windowAt } from "./windows.js";
 
@@ -73,8 +74,9 @@ export interface LeaseEngine {
    * tokens already taken for the others go back to local memory and the call is charged nothing.
    * Shadow limits are charged when they can afford it and reported as exceeded when not, but never deny.
    * With `dryRun` (or cost 0) nothing is taken; the answer says whether the cost would fit (cost 0: whether anything is left).
+   * When every limit's tokens are already held here, the answer is synchronous (no promise).
    */
-  charge(defs: readonly LimitDefinition[], subject: QuotaSubject, cost: number, dryRun: boolean): Promise<LimitOutcome[]>;
+  charge(defs: readonly LimitDefinition[], subject: QuotaSubject, cost: number, dryRun: boolean): MaybePromise<LimitOutcome[]>;
   /** Puts tokens a call took back into local memory (an idempotent retry lost the race to record its answer). */
   refund(outcomes: readonly LimitOutcome[], subject: QuotaSubject): void;
   /** Returns tokens of ended windows, idle counters and stale bucket leases to the store. */
@@ -233,38 +235,58 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       retryAfterMs: fits ? 0 : never ? Number.POSITIVE_INFINITY : slot.windowEndMs - nowMs, exceeded: !fits, charged };
   }
 
+  /** Whether `cost` can be taken from tokens held here, without asking the store (see takeLocal). */
+  function holds(slot: Slot, cost: number): boolean {
+    return slot.local >= cost && !(isBucket(slot.def) && now() - slot.leasedAtMs >= o.bucketLeaseMs);
+  }
+
+  /** The warm case: every limit's cost is held here, so the charge completes without a promise. */
+  function chargeHeld(slots_: Slot[], cost: number, nowMs: number): LimitOutcome[] | undefined {
+    for (const slot of slots_) if (!holds(slot, cost)) return undefined;
+    return slots_.map((slot) => {
+      observe(slot, cost, nowMs);
+      slot.local -= cost;
+      return outcome(slot, cost, true, cost, nowMs);
+    });
+  }
+
+  /** Charges slot by slot, leasing from the store where needed; all or nothing (see `charge`). */
+  async function chargeSlots(slots_: Slot[], cost: number, dryRun: boolean, nowMs: number): Promise<LimitOutcome[]> {
+    const outcomes: LimitOutcome[] = [];
+    let denied = false;
+    for (const slot of slots_) {
+      if (denied) {
+        // Already denied: report the others as they stand, without asking the store.
+        outcomes.push(outcome(slot, cost, slot.local + storeLeftNow(slot, nowMs) >= cost, 0, nowMs));
+        continue;
+      }
+      if (cost === 0 || dryRun) {
+        await refresh(slot);
+        const fits = slot.local + storeLeftNow(slot, now()) >= Math.max(cost, 1);
+        outcomes.push(outcome(slot, cost, fits, 0, nowMs));
+        continue;
+      }
+      observe(slot, cost, nowMs);
+      // Fast path without a promise: the tokens are already held here (most calls on a warm key).
+      const fits = takeLocal(slot, cost) || (await acquire(slot, cost));
+      outcomes.push(outcome(slot, cost, fits, fits ? cost : 0, nowMs));
+      if (!fits && !slot.def.shadow) denied = true;
+    }
+    if (denied) {
+      outcomes.forEach((out, i) => {
+        slots_[i]!.local += out.charged;
+        out.remaining += out.charged;
+        out.charged = 0;
+      });
+    }
+    return outcomes;
+  }
+
   return {
-    async charge(defs, subject, cost, dryRun) {
+    charge(defs, subject, cost, dryRun) {
       const nowMs = now();
       const slots_ = defs.map((d) => slotOf(d, subject, nowMs));
-      const outcomes: LimitOutcome[] = [];
-      let denied = false;
-      for (const slot of slots_) {
-        if (denied) {
-          // Already denied: report the others as they stand, without asking the store.
-          outcomes.push(outcome(slot, cost, slot.local + storeLeftNow(slot, nowMs) >= cost, 0, nowMs));
-          continue;
-        }
-        if (cost === 0 || dryRun) {
-          await refresh(slot);
-          const fits = slot.local + storeLeftNow(slot, now()) >= Math.max(cost, 1);
-          outcomes.push(outcome(slot, cost, fits, 0, nowMs));
-          continue;
-        }
-        observe(slot, cost, nowMs);
-        // Fast path without a promise: the tokens are already held here (most calls on a warm key).
-        const fits = takeLocal(slot, cost) || (await acquire(slot, cost));
-        outcomes.push(outcome(slot, cost, fits, fits ? cost : 0, nowMs));
-        if (!fits && !slot.def.shadow) denied = true;
-      }
-      if (denied) {
-        outcomes.forEach((out, i) => {
-          slots_[i]!.local += out.charged;
-          out.remaining += out.charged;
-          out.charged = 0;
-        });
-      }
-      return outcomes;
+      return (cost > 0 && !dryRun && chargeHeld(slots_, cost, nowMs)) || chargeSlots(slots_, cost, dryRun, nowMs);
     },
 
     refund(outcomes, subject) {

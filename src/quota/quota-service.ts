@@ -6,6 +6,7 @@ import { createIdempotencyCache } from "./idempotency.js";
 import type { LeaseEngine, LimitOutcome } from "./lease-engine.js";
 import { denialCode, type LimitCatalog, type LimitDefinition, type QuotaSubject } from "./limits.js";
 import type { UsageRecorder } from "./usage.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 
 /** Bounds on ConsumeQuota input. */
 export const QUOTA_INPUT = { maxCost: 1_000_000_000, maxLimits: 32, maxIdempotencyKeyLength: 128 } as const;
@@ -60,7 +61,8 @@ export interface QuotaServiceDeps {
 
 /** The quota domain: resolves limits, charges all-or-nothing, replays idempotent retries, records usage. */
 export interface QuotaService {
-  consume(subject: QuotaSubject, req: QuotaRequest): Promise<QuotaDecision>;
+  /** Answers synchronously when the limits are resolved and the tokens held locally (a warm key's usual case). */
+  consume(subject: QuotaSubject, req: QuotaRequest): MaybePromise<QuotaDecision>;
 }
 
 /** Checks the request fields that need no catalog (cost, idempotency key, names' count). */
@@ -91,8 +93,12 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
   const resolved = new WeakMap<QuotaSubject, { catalog: LimitCatalog; byNames: Map<string, LimitDefinition[]> }>();
   const MAX_NAME_SETS = 64;
 
-  async function resolve(subject: QuotaSubject, names: readonly string[]): Promise<LimitDefinition[]> {
-    const catalog = deps.catalog.peek() ?? (await deps.catalog.get());
+  function resolve(subject: QuotaSubject, names: readonly string[]): MaybePromise<LimitDefinition[]> {
+    const catalog = deps.catalog.peek();
+    return catalog ? resolveFrom(catalog, subject, names) : deps.catalog.get().then((loaded) => resolveFrom(loaded, subject, names));
+  }
+
+  function resolveFrom(catalog: LimitCatalog, subject: QuotaSubject, names: readonly string[]): LimitDefinition[] {
     let memo = resolved.get(subject);
     if (!memo || memo.catalog !== catalog) resolved.set(subject, (memo = { catalog, byNames: new Map() }));
     const namesKey = names.length === 1 ? names[0]! : names.join("\u0000");
@@ -119,29 +125,45 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
     return defs;
   }
 
+  function decisionOf(outcomes: LimitOutcome[]): QuotaDecision {
+    const deniedBy = outcomes.find((o) => o.exceeded && !o.def.shadow);
+    const allowed = deniedBy === undefined;
+    return {
+      allowed, code: deniedBy ? denialCode(deniedBy.def.kind) : "OK", limits: outcomes.map(statusOf),
+      headers: quotaHeaders(outcomes, allowed, deps.now()), replayed: false,
+    };
+  }
+
+  function recordUsage(subject: QuotaSubject, req: QuotaRequest, decision: QuotaDecision, outcomes: LimitOutcome[]): QuotaDecision {
+    if (req.cost > 0 && !req.dryRun) for (const o of outcomes) deps.usage.record(subject, o.def.name, decision.allowed, o.charged);
+    return decision;
+  }
+
+  function charge(subject: QuotaSubject, req: QuotaRequest, defs: LimitDefinition[]): MaybePromise<QuotaDecision> {
+    const outcomes = deps.engine.charge(defs, subject, req.cost, req.dryRun);
+    if (isPromise(outcomes)) return outcomes.then((o) => recordUsage(subject, req, decisionOf(o), o));
+    return recordUsage(subject, req, decisionOf(outcomes), outcomes);
+  }
+
+  /** With an idempotency key: a retry gets the stored answer, and an admitted answer is stored before it counts. */
+  async function consumeOnce(subject: QuotaSubject, req: QuotaRequest): Promise<QuotaDecision> {
+    const seen = recent.get(subject.quotaSubject, req.idempotencyKey);
+    if (seen) return { ...seen, replayed: true };
+    const defs = await resolve(subject, req.limits);
+    const outcomes = await deps.engine.charge(defs, subject, req.cost, req.dryRun);
+    const decision = decisionOf(outcomes);
+    if (decision.allowed) {
+      const replay = await claim(subject, req.idempotencyKey, decision, outcomes, deps.now());
+      if (replay) return replay;
+    }
+    return recordUsage(subject, req, decision, outcomes);
+  }
+
   return {
-    async consume(subject, req) {
-      const charging = req.cost > 0 && !req.dryRun;
-      const idem = charging && req.idempotencyKey !== "";
-      if (idem) {
-        const seen = recent.get(subject.quotaSubject, req.idempotencyKey);
-        if (seen) return { ...seen, replayed: true };
-      }
-      const defs = await resolve(subject, req.limits);
-      const outcomes = await deps.engine.charge(defs, subject, req.cost, req.dryRun);
-      const deniedBy = outcomes.find((o) => o.exceeded && !o.def.shadow);
-      const allowed = deniedBy === undefined;
-      const nowMs = deps.now();
-      const decision: QuotaDecision = {
-        allowed, code: deniedBy ? denialCode(deniedBy.def.kind) : "OK", limits: outcomes.map(statusOf),
-        headers: quotaHeaders(outcomes, allowed, nowMs), replayed: false,
-      };
-      if (idem && allowed) {
-        const replay = await claim(subject, req.idempotencyKey, decision, outcomes, nowMs);
-        if (replay) return replay;
-      }
-      if (charging) for (const o of outcomes) deps.usage.record(subject, o.def.name, allowed, o.charged);
-      return decision;
+    consume(subject, req) {
+      if (req.cost > 0 && !req.dryRun && req.idempotencyKey !== "") return consumeOnce(subject, req);
+      const defs = resolve(subject, req.limits);
+      return isPromise(defs) ? defs.then((d) => charge(subject, req, d)) : charge(subject, req, defs);
     },
   };
 

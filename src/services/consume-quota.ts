@@ -16,6 +16,7 @@ import { checkClientIp, checkCredential, NAME_TOKEN_PATTERN } from "./validate.j
 import { acceptsEncoded } from "../transport/encode.js";
 import { encodeAdmitted } from "./consume-quota-wire.js";
 import { quotaSubjectOf } from "../quota/limits.js";
+import { isPromise } from "../domain/maybe-promise.js";
 
 /**
  * Permission that lets a service charge *other* keys' quotas by `key_id` (a gateway that has
@@ -80,14 +81,13 @@ export async function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequ
     const status = keyStatus(key, deps.now(), req.clientIp);
     if (status !== "VALID") return refused(deps, status, key);
   } else {
-    const verified = await deps.verifier.verify(req.credential, req.clientIp);
+    const verifying = deps.verifier.verify(req.credential, req.clientIp);
+    const verified = isPromise(verifying) ? await verifying : verifying;
     if (verified.code !== "VALID" || !verified.key) return refused(deps, verified.code, verified.key);
     key = verified.key;
   }
-  const decision = await deps.quota.consume(
-    quotaSubjectOf(key),
-    { limits: req.limits, cost, idempotencyKey: req.idempotencyKey, dryRun: req.dryRun },
-  );
+  const deciding = deps.quota.consume(quotaSubjectOf(key), { limits: req.limits, cost, idempotencyKey: req.idempotencyKey, dryRun: req.dryRun });
+  const decision = isPromise(deciding) ? await deciding : deciding;
   deps.onDecision?.("ConsumeQuota", decision.code);
   const principal = (deps.principals ?? principalFromKey)(key, deps.now());
   // On the grpc-js listener an admitted answer is written straight to wire bytes (see consume-quota-wire.ts).
