@@ -6,7 +6,8 @@ import { partsOf, viewOf, type CheckRequestParts } from "./check-request.js";
 import { checkResponseFor } from "./check-response.js";
 import { scanCheckRequest } from "./check-wire.js";
 import { encodeCheckResponse } from "./check-wire-response.js";
-import { decide, type CheckDeps } from "./check.js";
+import { decide, type CheckDecision, type CheckDeps } from "./check.js";
+import { isPromise } from "../domain/maybe-promise.js";
 import { createRouteSettingsReader } from "./route-settings.js";
 
 /** What the ext_authz service needs: the domain calls, and the server-wide request settings. */
@@ -37,11 +38,14 @@ export const checkWireDecoders = { check: (bytes: Uint8Array) => new WireCheckRe
  */
 export function createAuthorizationService(deps: AuthorizationServiceDeps): ServiceImpl<typeof Authorization> {
   const routeSettings = createRouteSettingsReader(deps.credentialSources);
-  async function check(req: CheckRequest | WireCheckRequest, ctx: HandlerContext) {
+  function check(req: CheckRequest | WireCheckRequest, ctx: HandlerContext) {
     const view = viewOf(req instanceof WireCheckRequest ? req.parts : partsOf(req), deps.xffTrustedHops);
-    const decision = await decide(view, routeSettings(view.extensions), deps);
-    deps.onDecision?.("Check", decision.code);
-    return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
+    const answer = (decision: CheckDecision) => {
+      deps.onDecision?.("Check", decision.code);
+      return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
+    };
+    const decision = decide(view, routeSettings(view.extensions), deps);
+    return isPromise(decision) ? decision.then(answer) : answer(decision);
   }
   // The wire forms are the grpc-js adapter's contract (mountOnGrpc's `decoders`, encode.ts), invisible in connect's types.
   return { check: check as unknown as ServiceImpl<typeof Authorization>["check"] };

@@ -1,4 +1,5 @@
 import type { CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { isIP } from "node:net";
 import { parseIp } from "../keys/ip.js";
 import type { CredentialCarrier } from "./credentials.js";
 
@@ -98,5 +99,6 @@ export function clientIpOf(socketAddress: string, forwardedFor: string | undefin
 
 function validIp(text: string): string {
   if (text === "" || text.length > 64) return "";
-  return parseIp(text) ? text : "";
+  // Node's native check settles the common forms cheaply; ipaddr.js (parseIp) judges the rest as everywhere else.
+  return isIP(text) !== 0 || parseIp(text) ? text : "";
 }

@@ -6,7 +6,8 @@ import { TENANT_ID_PATTERN } from "../services/validate.js";
 import type { HttpRequestView } from "./check-request.js";
 import { credentialLocations, findCredential } from "./credentials.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
-import type { Authenticate, Authorize, AuthorizeOutcome, Consume, DecisionCode } from "./ports.js";
+import type { Verification } from "../keys/verifier.js";
+import type { Authenticate, Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, DecisionCode } from "./ports.js";
 import { quotaHeaders } from "./quota-headers.js";
 import type { RouteSettings } from "./route-settings.js";
 
@@ -50,30 +51,43 @@ const deny = (code: DecisionCode, message: string, key?: KeyRecord, headers: Rec
  * first "no" ends it, so a request refused by policy is never charged. Throws only when a domain
  * call cannot answer (UNAVAILABLE) or the route needs a step this server cannot perform.
  */
-export async function decide(view: HttpRequestView, route: RouteSettings, deps: CheckDeps): Promise<CheckDecision> {
+export function decide(view: HttpRequestView, route: RouteSettings, deps: CheckDeps): MaybePromise<CheckDecision> {
   const found = findCredential(view, route.credentialSources);
   if (!found) return deny("MISSING_CREDENTIAL", AUTH_MESSAGES.MISSING_CREDENTIAL!);
   if (found.value.length > MAX_CREDENTIAL_LENGTH) return deny("MALFORMED_CREDENTIAL", AUTH_MESSAGES.MALFORMED_CREDENTIAL!);
-  const verifying = deps.authenticate(found.value, view.clientIp);
-  const verification = isPromise(verifying) ? await verifying : verifying;
+  const verification = deps.authenticate(found.value, view.clientIp);
+  const next = (v: Verification) => authenticated(view, route, deps, v);
+  return isPromise(verification) ? verification.then(next) : next(verification);
+}
+
+// The steps after the first, each run at once when the one before answered synchronously (a warm
+// key: the whole decision then completes without a promise).
+
+function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, verification: Verification): MaybePromise<CheckDecision> {
   const key = verification.key;
   if (verification.code !== "VALID" || !key) {
     return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
   }
+  const refused = authorizeStep(view, route, key, deps);
+  const next = (r: CheckDeny | undefined) => r ?? chargeStep(view, route, deps, key);
+  return isPromise(refused) ? refused.then(next) : next(refused);
+}
 
-  const authorizing = authorizeStep(view, route, key, deps);
-  const refused = isPromise(authorizing) ? await authorizing : authorizing;
-  if (refused) return refused;
+function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, key: KeyRecord): MaybePromise<CheckDecision> {
+  if (route.limits === undefined || (!deps.consume && route.limits.length === 0)) return allow(view, route, key, {});
+  if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
+  const outcome = deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
+  const next = (o: ConsumeOutcome): CheckDecision => {
+    const responseHeaders = quotaHeaders(o);
+    return o.allowed ? allow(view, route, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
+  };
+  return isPromise(outcome) ? outcome.then(next) : next(outcome);
+}
 
-  let responseHeaders: Record<string, string> = {};
-  if (route.limits !== undefined && (deps.consume || route.limits.length > 0)) {
-    if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
-    const consuming = deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
-    const outcome = isPromise(consuming) ? await consuming : consuming;
-    responseHeaders = quotaHeaders(outcome);
-    if (!outcome.allowed) return deny(outcome.code, outcome.message, key, responseHeaders);
-  }
-  const strip = route.stripCredentials ? credentialLocations(view, route.credentialSources) : { headers: [], queryParameters: [] };
+const NOTHING_TO_STRIP: CheckAllow["strip"] = { headers: [], queryParameters: [] };
+
+function allow(view: HttpRequestView, route: RouteSettings, key: KeyRecord, responseHeaders: Record<string, string>): CheckAllow {
+  const strip = route.stripCredentials ? credentialLocations(view, route.credentialSources) : NOTHING_TO_STRIP;
   return { allowed: true, code: "VALID", key, strip, responseHeaders };
 }
 

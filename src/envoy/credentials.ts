@@ -92,9 +92,12 @@ export function credentialLocations(request: CredentialCarrier, sources: readonl
   return { headers, queryParameters };
 }
 
+/** Read only: the query of a target without one. */
+const NO_QUERY = new URLSearchParams();
+
 function queryOf(path: string): URLSearchParams {
   const start = path.indexOf("?");
-  if (start < 0) return new URLSearchParams();
+  if (start < 0) return NO_QUERY;
   const end = path.indexOf("#", start);
   try {
     return new URLSearchParams(path.slice(start + 1, end < 0 ? undefined : end));
