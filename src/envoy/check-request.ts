@@ -1,7 +1,7 @@
 import type { CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { isIP } from "node:net";
 import { parseIp } from "../keys/ip.js";
-import type { CredentialCarrier } from "./credentials.js";
+import type { CredentialCarrier, HeaderLookup } from "./credentials.js";
 
 /**
  * The parts of an Envoy `CheckRequest` that Tollgate decides on, read defensively: Envoy's HTTP
@@ -62,22 +62,55 @@ export function readCheckRequest(req: CheckRequest, xffTrustedHops: number): Htt
  * `http.path`, falling back to the `:path` pseudo-header.
  */
 export function viewOf(parts: CheckRequestParts, xffTrustedHops: number): HttpRequestView {
-  const headers = new Map<string, string>();
-  for (const name in parts.headers) headers.set(name.toLowerCase(), parts.headers[name]!);
-  if (headers.size === 0) {
-    for (const h of parts.headerMap) {
-      const name = h.key.toLowerCase();
-      const value = h.value !== "" ? h.value : utf8.decode(h.rawValue);
-      const prior = headers.get(name);
-      headers.set(name, prior === undefined ? value : `${prior},${value}`);
-    }
-  }
+  const headers = lookupOf(parts.headers) ?? headerMapOf(parts);
   return {
     path: parts.path || headers.get(":path") || "",
     headers,
     clientIp: clientIpOf(parts.socketAddress, headers.get("x-forwarded-for"), xffTrustedHops),
     extensions: parts.contextExtensions,
   };
+}
+
+function headerMapOf(parts: CheckRequestParts): Map<string, string> {
+  const headers = new Map<string, string>();
+  for (const name in parts.headers) headers.set(name.toLowerCase(), parts.headers[name]!);
+  if (headers.size > 0) return headers;
+  for (const h of parts.headerMap) {
+    const name = h.key.toLowerCase();
+    const value = h.value !== "" ? h.value : utf8.decode(h.rawValue);
+    const prior = headers.get(name);
+    headers.set(name, prior === undefined ? value : `${prior},${value}`);
+  }
+  return headers;
+}
+
+const UPPER = /[A-Z]/;
+
+/**
+ * The headers as they are, without a copy, when that is safe: a record without a prototype (the
+ * wire reader's), non-empty, whose names are all lower-case already (as Envoy sends them).
+ */
+function lookupOf(record: Readonly<Record<string, string>>): HeaderLookup | undefined {
+  if (Object.getPrototypeOf(record) !== null) return undefined;
+  let empty = true;
+  for (const name in record) {
+    if (UPPER.test(name)) return undefined;
+    empty = false;
+  }
+  return empty ? undefined : new RecordHeaders(record);
+}
+
+class RecordHeaders implements HeaderLookup {
+  constructor(private readonly record: Readonly<Record<string, string>>) {}
+  get(name: string): string | undefined {
+    return this.record[name];
+  }
+  has(name: string): boolean {
+    return this.record[name] !== undefined;
+  }
+  *[Symbol.iterator](): Iterator<[string, string]> {
+    for (const name in this.record) yield [name, this.record[name]!];
+  }
 }
 
 /**

@@ -40,9 +40,15 @@ export function parseCredentialSources(text: string): CredentialSource[] | strin
   return sources;
 }
 
+/** Request headers by lower-case name (a Map will do). */
+export interface HeaderLookup extends Iterable<[string, string]> {
+  get(name: string): string | undefined;
+  has(name: string): boolean;
+}
+
 /** The parts of a request a credential can be read from. Header names are lower-case. */
 export interface CredentialCarrier {
-  headers: ReadonlyMap<string, string>;
+  headers: HeaderLookup;
   /** The request target with its query string, undecoded (`/v1/chat?api_key=...`). */
   path: string;
 }

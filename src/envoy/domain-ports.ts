@@ -15,20 +15,39 @@ export interface EnvoyPortDeps {
   quota: QuotaService;
 }
 
-/** A quota decision in the Envoy adapters' terms. */
-function outcomeOf(d: QuotaDecision): ConsumeOutcome {
-  const states: LimitState[] = d.limits.map((l) => ({
-    name: l.name,
-    limit: l.limit,
-    remaining: l.remaining,
-    resetAtMs: l.resetAtMs ?? Number.POSITIVE_INFINITY,
-    windowMs: l.windowSeconds * 1000,
-    retryAfterMs: l.exceeded ? (l.retryAfterMs ?? Number.POSITIVE_INFINITY) : 0,
-    exceeded: l.exceeded,
-    shadow: l.shadow,
-  }));
-  return { allowed: d.allowed, code: d.code, limits: states, headers: d.headers, message: QUOTA_MESSAGES[d.code] };
+/**
+ * A quota decision in the Envoy adapters' terms. The per-limit states are built only when read
+ * (a denial's `retry-after`, the rate-limit service's statuses): an allowed Check never needs them.
+ */
+class QuotaOutcome implements ConsumeOutcome {
+  readonly allowed: boolean;
+  readonly code: QuotaDecision["code"];
+  readonly headers: Record<string, string>;
+  readonly message: string;
+  #limits: LimitState[] | undefined;
+
+  constructor(private readonly decision: QuotaDecision) {
+    this.allowed = decision.allowed;
+    this.code = decision.code;
+    this.headers = decision.headers;
+    this.message = QUOTA_MESSAGES[decision.code];
+  }
+
+  get limits(): LimitState[] {
+    return (this.#limits ??= this.decision.limits.map((l) => ({
+      name: l.name,
+      limit: l.limit,
+      remaining: l.remaining,
+      resetAtMs: l.resetAtMs ?? Number.POSITIVE_INFINITY,
+      windowMs: l.windowSeconds * 1000,
+      retryAfterMs: l.exceeded ? (l.retryAfterMs ?? Number.POSITIVE_INFINITY) : 0,
+      exceeded: l.exceeded,
+      shadow: l.shadow,
+    })));
+  }
 }
+
+const outcomeOf = (d: QuotaDecision): ConsumeOutcome => new QuotaOutcome(d);
 
 /** Most distinct route permission queries kept parsed; routes are few, so this is never reached in practice. */
 const MAX_CACHED_QUERIES = 1_000;

@@ -89,8 +89,14 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
     digests.add(digest);
   }
 
+  // A key record's VALID answer is one frozen object: a warm key allocates no answer.
+  const validAnswers = new WeakMap<KeyRecord, Verification>();
   function decide(key: KeyRecord, clientIp: string): Verification {
-    return { code: keyStatus(key, deps.now(), clientIp), key };
+    const code = keyStatus(key, deps.now(), clientIp);
+    if (code !== "VALID") return { code, key };
+    let answer = validAnswers.get(key);
+    if (!answer) validAnswers.set(key, (answer = Object.freeze({ code, key })));
+    return answer;
   }
 
   async function fullVerify(parsed: ParsedKey, digest: string, clientIp: string): Promise<Verification> {
