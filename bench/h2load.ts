@@ -76,11 +76,12 @@ export async function latencies(logPath: string, durationSec: number): Promise<n
 }
 
 /** Runs h2load against `url` with the framed body in `bodyPath`; `onMeasuring` fires when warm-up ends. */
-export async function runH2load(url: string, bodyPath: string, logPath: string, shape: LoadShape, onMeasuring?: () => void): Promise<LoadResult> {
+export async function runH2load(url: string, bodyPath: string, logPath: string, shape: LoadShape, onMeasuring?: () => void, headers: Record<string, string> = {}): Promise<LoadResult> {
   const args = [
     `-t${shape.threads}`, `-c${shape.connections}`, `-m${shape.streams}`,
     "-D", String(shape.durationSec), `--warm-up-time=${shape.warmUpSec}`,
     "-d", bodyPath, "-H", "content-type: application/grpc", "-H", "te: trailers",
+    ...Object.entries(headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]),
     `--log-file=${logPath}`, url,
   ];
   if (shape.rpsPerConnection) args.unshift(`--rps=${shape.rpsPerConnection}`);

@@ -94,7 +94,7 @@ export async function runLoadRound(ctx: BenchContext, ready: ReadyLoad, shape: L
       const background = await ready.scenario.background?.(ctx);
       return { before, cpu0, ...(background ? { background } : {}) };
     })();
-  }).catch(async (err: unknown) => {
+  }, ready.scenario.headers).catch(async (err: unknown) => {
     await (await start?.catch(() => undefined))?.background?.stop(); // don't leave a paced client running
     throw err;
   });

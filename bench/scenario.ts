@@ -55,6 +55,8 @@ export interface LoadScenario<I extends DescMessage = DescMessage, O extends Des
   baseline?: string;
   /** The least acceptable throughput ratio to the baseline (0.9 = 90 %); shown as the headline. */
   target?: number;
+  /** Request headers besides content-type and te (e.g. the grpc-timeout Envoy sends). */
+  headers?: Record<string, string>;
   /** Settings the server must run with for this scenario (merged for the one shared server). */
   serverEnv?: Record<string, string>;
   /** Paced load: `fraction` of the throughput scenario `of` reached earlier in the same round (for latency at a fixed rate). */

@@ -45,6 +45,9 @@ function statementsPer1000(rpc: string, admittedCode: string) {
   };
 }
 
+/** What Envoy's ext_authz filter sends besides the message: its timeout (deploy/envoy.yaml's 0.2 s). */
+const ENVOY_HEADERS = { "grpc-timeout": "200m" };
+
 /** An allowed Check of a warm key with a quota charge, shaped as Envoy sends it. */
 async function checkSetup(ctx: BenchContext) {
   const { secret } = await quotaKey(ctx);
@@ -146,6 +149,7 @@ export const moreScenarios = [
     name: "check",
     title: "Envoy Check: x-api-key, cache warm, with a quota charge (context_extensions limits)",
     method: Authorization.method.check,
+    headers: ENVOY_HEADERS,
     baseline: "noop",
     target: 0.9,
     setup: checkSetup,
@@ -156,6 +160,7 @@ export const moreScenarios = [
     name: "check-half-rate",
     title: "Envoy Check as above, paced at half the throughput `check` reached in the same round (latency at a fixed rate)",
     method: Authorization.method.check,
+    headers: ENVOY_HEADERS,
     fixedRate: { of: "check", fraction: 0.5 },
     setup: checkSetup,
   }),

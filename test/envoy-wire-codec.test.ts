@@ -62,7 +62,7 @@ function randomRequest(r: Rng): MessageInitShape<typeof CheckRequestSchema> {
 function plain(parts: CheckRequestParts, hops = 1) {
   const view = viewOf(parts, hops);
   return { headers: { ...parts.headers }, headerMap: parts.headerMap.map((h) => ({ key: h.key, value: h.value, rawValue: [...h.rawValue] })), path: parts.path, socketAddress: parts.socketAddress,
-    extensions: { ...parts.contextExtensions }, view: { ...view, headers: [...view.headers], extensions: { ...view.extensions } } };
+    extensions: { ...parts.contextExtensions }, view: { ...view, headers: [...view.headers], extensions: { ...view.extensions }, extensionsKey: undefined } };
 }
 
 /** Both readers' outcome: the parts, or that it threw. */
@@ -134,6 +134,17 @@ describe("CheckRequest wire reader", () => {
     // let a sub-message overrun its parent and read the next fields as its own).
     expect(outcomes.same + outcomes.bothRefuse).toBeGreaterThan(3_000 * 0.75);
     expect(outcomes.differ).toBeLessThan(3_000 * 0.005);
+  });
+
+  it("keys extensions by their encoded bytes: equal for the same route, different for different settings", () => {
+    const keyOf = (init: MessageInitShape<typeof CheckRequestSchema>) => scanCheckRequest(encode(init)).contextExtensionsKey;
+    const route = { limits: "requests", cost: "2" };
+    const a = keyOf({ attributes: { contextExtensions: route, request: { http: { path: "/a", headers: { "x-api-key": "k1" } } } } });
+    const b = keyOf({ attributes: { contextExtensions: route, request: { http: { path: "/b" } }, source: {} } });
+    expect(a).toBe(b);
+    expect(a).not.toBe(keyOf({ attributes: { contextExtensions: { limits: "requests", cost: "3" } } }));
+    expect(keyOf({ attributes: { contextExtensions: { limits: "requests" } } })).not.toBe(keyOf({ attributes: { contextExtensions: { limits: "request", s: "" } } }));
+    expect(keyOf({ attributes: {} })).toBe("");
   });
 
   it("refuses invalid UTF-8 in a string it reads, as fromBinary does", () => {

@@ -13,6 +13,8 @@ export interface HttpRequestView extends CredentialCarrier {
   clientIp: string;
   /** Per-route settings from `check_settings.context_extensions`. */
   extensions: Readonly<Record<string, string>>;
+  /** See CheckRequestParts.contextExtensionsKey. */
+  extensionsKey?: string;
 }
 
 /**
@@ -31,6 +33,8 @@ export interface CheckRequestParts {
   /** `source.address.socket_address.address`, "" when the address is not a socket address. */
   socketAddress: string;
   contextExtensions: Readonly<Record<string, string>>;
+  /** When read from the wire: a string that is equal exactly when the encoded extensions are (see check-wire.ts). */
+  contextExtensionsKey?: string;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
@@ -68,6 +72,7 @@ export function viewOf(parts: CheckRequestParts, xffTrustedHops: number): HttpRe
     headers,
     clientIp: clientIpOf(parts.socketAddress, headers.get("x-forwarded-for"), xffTrustedHops),
     extensions: parts.contextExtensions,
+    extensionsKey: parts.contextExtensionsKey,
   };
 }
 

@@ -29,6 +29,7 @@ export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
     addressCase: 0,
     socketAddress: "",
     extensions: Object.create(null) as Record<string, string>,
+    extensionsKey: "",
   };
   const end = s.b.length;
   while (s.p < end) {
@@ -42,6 +43,7 @@ export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
     path: s.path,
     socketAddress: s.addressCase === ADDRESS_SOCKET ? s.socketAddress : "",
     contextExtensions: s.extensions,
+    contextExtensionsKey: s.extensionsKey,
   };
 }
 
@@ -56,6 +58,8 @@ interface Scan {
   addressCase: number;
   socketAddress: string;
   extensions: Record<string, string>;
+  /** The `context_extensions` entries' wire bytes, one char per byte: equal keys mean equal extensions. */
+  extensionsKey: string;
 }
 
 const VARINT = 0;
@@ -148,7 +152,12 @@ function string(s: Scan, t: number, end: number): string {
   s.p = stop;
   const b = s.b;
   for (let i = start; i < stop; i++) if (b[i]! >= 0x80) return strictUtf8.decode(b.subarray(start, stop));
-  return b.toString("latin1", start, stop);
+  return latin1(b, start, stop);
+}
+
+/** `toString("latin1", start, end)` without its argument checks (Node's own fast path). */
+function latin1(b: Buffer, start: number, end: number): string {
+  return (b as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
 }
 
 function message(s: Scan, t: number, end: number): number {
@@ -173,12 +182,15 @@ function entry(s: Scan, t: number, end: number, into: Record<string, string>): v
 /** AttributeContext: source = 1, request = 4, context_extensions = 10. */
 function attributes(s: Scan, end: number): void {
   while (s.p < end) {
+    const at = s.p;
     const t = tag(s, end);
     const field = t >>> 3;
     if (field === 1) peer(s, message(s, t, end));
     else if (field === 4) request(s, message(s, t, end));
-    else if (field === 10) entry(s, t, end, s.extensions);
-    else skip(s, t, end);
+    else if (field === 10) {
+      entry(s, t, end, s.extensions);
+      s.extensionsKey += latin1(s.b, at, s.p);
+    } else skip(s, t, end);
   }
 }
 

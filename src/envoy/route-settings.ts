@@ -73,15 +73,19 @@ const MAX_CACHED_ROUTES = 1_000;
 /**
  * `readRouteSettings` remembered per distinct set of extensions: Envoy sends a route's
  * `context_extensions` with every Check, so each route is parsed and validated once. Invalid
- * settings are not remembered; each request with them gets the same INVALID_ARGUMENT.
+ * settings are not remembered; each request with them gets the same INVALID_ARGUMENT. A request
+ * read from the wire brings its own key (its extensions' encoded bytes), so none is built.
  */
-export function createRouteSettingsReader(defaultSources: readonly CredentialSource[]): (extensions: Readonly<Record<string, string>>) => RouteSettings {
+export function createRouteSettingsReader(defaultSources: readonly CredentialSource[]): (extensions: Readonly<Record<string, string>>, wireKey?: string) => RouteSettings {
   const cache = new Map<string, RouteSettings>();
-  return (extensions) => {
-    let key = "";
-    for (const name in extensions) {
-      const value = extensions[name]!;
-      key += `${name.length}:${name}${value.length}:${value}`; // length-prefixed: no two sets share a key
+  return (extensions, wireKey) => {
+    // The wire reader's key (the entries' bytes) starts with their tag, "R"; a built one with a digit.
+    let key = wireKey ?? "";
+    if (wireKey === undefined) {
+      for (const name in extensions) {
+        const value = extensions[name]!;
+        key += `${name.length}:${name}${value.length}:${value}`; // length-prefixed: no two sets share a key
+      }
     }
     const cached = cache.get(key);
     if (cached) return cached;

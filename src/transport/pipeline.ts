@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, type ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { unavailable } from "../domain/errors.js";
+import { isPromise } from "../domain/maybe-promise.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { toConnectError } from "./errors.js";
@@ -31,7 +32,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  *   2. log + metrics — observe the *final* mapped status code, so they see what the client sees;
  *   3. error mapping — domain errors → gRPC code + ErrorInfo/BadRequest details (one place);
  *   4. deadline     — unary work still running near the caller's deadline is answered UNAVAILABLE,
- *                     so the client (Envoy's status_on_error, say) gets a typed answer in time.
+ *                     so the client (Envoy's status_on_error, say) gets a typed answer in time
+ *                     (a handler that answers synchronously needs no timer).
  * The result is a plain connect `ServiceImpl`, mounted unchanged on every transport.
  */
 export function instrument<S extends DescService>(service: S, impl: ServiceImpl<S>, deps: PipelineDeps): ServiceImpl<S> {
@@ -82,7 +84,9 @@ function wrapUnary(service: DescService, method: DescMethod, fn: AnyImpl, deps: 
   return async (req, ctx) => {
     const end = begin(service, method, ctx, deps);
     try {
-      const res = await withDeadline(Promise.resolve(fn(req, ctx)), ctx, margin, ratio);
+      const out = fn(req, ctx);
+      // An answer given synchronously (a warm Check) is already in time: no deadline timer to arm.
+      const res = isPromise(out) ? await withDeadline(out, ctx, margin, ratio) : out;
       end();
       return res;
     } catch (err) {
