@@ -49,8 +49,7 @@ export function summarise(scenarios: Scenario[], results: RoundResult[]): Summar
     const pick = (f: (r: RoundResult) => number) => median(mine.map(f));
     const extraKeys = new Set(mine.flatMap((r) => Object.keys(r.extra)));
     const extra = Object.fromEntries([...extraKeys].map((k) => [k, pick((r) => r.extra[k] ?? NaN)]));
-    const baseline = s.kind === "load" ? s.baseline : undefined;
-    const target = s.kind === "load" ? s.target : undefined;
+    const { baseline, target } = s;
     return {
       scenario: s.name, title: s.title, rounds: mine.length,
       callsPerSec: pick((r) => r.callsPerSec), p50Us: pick((r) => r.p50Us), p99Us: pick((r) => r.p99Us), p999Us: pick((r) => r.p999Us),

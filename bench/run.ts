@@ -37,7 +37,7 @@ function selectScenarios(): Scenario[] {
   const unknown = filter.filter((f) => !allScenarios.some((s) => s.name === f));
   if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(", ")}; known: ${allScenarios.map((s) => s.name).join(", ")}`);
   const wanted = new Set(filter);
-  for (const s of allScenarios) if (wanted.has(s.name) && s.kind === "load" && s.baseline) wanted.add(s.baseline);
+  for (const s of allScenarios) if (wanted.has(s.name) && s.baseline) wanted.add(s.baseline);
   return allScenarios.filter((s) => wanted.has(s.name));
 }
 

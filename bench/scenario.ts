@@ -73,6 +73,9 @@ export interface CustomScenario<S = unknown> {
   kind: "custom";
   name: string;
   title: string;
+  /** As for load scenarios: the scenario this one is compared with in each round, and the least acceptable ratio. */
+  baseline?: string;
+  target?: number;
   serverEnv?: Record<string, string>;
   setup(ctx: BenchContext): Promise<S>;
   /** Prepares one round, outside the measured window (e.g. evicting caches). */

@@ -3,11 +3,14 @@
  * 10,000 keys), Envoy's Check with quota, and Authenticate with a JWT access token. Each compares
  * with the baseline its issue names, in the same run on the same server.
  */
-import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
 import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
+import { AuthenticateRequestSchema } from "../src/gen/tollgate/v1/authenticate_pb.js";
+import { ConsumeQuotaRequestSchema } from "../src/gen/tollgate/v1/quota_pb.js";
 import { Code } from "../src/gen/tollgate/v1/code_pb.js";
 import { Authorization, type CheckResponse } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { delta } from "./metrics.js";
+import { grpcFrame, rawGrpcLoad } from "./raw-grpc.js";
 import { customScenario, loadScenario, type BenchContext, type Extra } from "./scenario.js";
 import type { Sample } from "./metrics.js";
 
@@ -16,7 +19,16 @@ const CLIENT_IP = "203.0.113.7";
 const QUOTA_TENANT = "bench-quota";
 const BENCH_LIMIT = "bench-requests";
 const MANY_KEYS = Number(process.env.BENCH_MANY_KEYS ?? 10_000);
-const MANY_CONCURRENCY = Number(process.env.BENCH_MANY_CONCURRENCY ?? 128);
+const RAW_CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 4);
+const RAW_STREAMS = Number(process.env.BENCH_STREAMS ?? 32);
+
+const pathOf = (method: { parent: { typeName: string }; name: string }) => `/${method.parent.typeName}/${method.name}`;
+
+/** One measured round of the bench's own HTTP/2 client (see raw-grpc.ts). */
+async function rawRound(ctx: BenchContext, method: { parent: { typeName: string }; name: string }, bodies: Buffer[], headers: Record<string, string>) {
+  const r = await rawGrpcLoad({ port: ctx.server.grpcPort, path: pathOf(method), bodies, headers, connections: RAW_CONNECTIONS, streamsPerConnection: RAW_STREAMS, durationSec: ctx.durationSec });
+  return { calls: r.calls, seconds: r.seconds, latenciesUs: r.latenciesUs, problems: [...r.failures].map(([what, n]) => `${n} × ${what}`) };
+}
 
 async function authenticate(ctx: BenchContext, credential: string) {
   return ctx.transport.unary(AuthService.method.authenticate, undefined, 5_000, undefined, { credential, clientIp: CLIENT_IP });
@@ -100,8 +112,22 @@ export const moreScenarios = [
   }),
 
   customScenario({
+    name: "authenticate-raw",
+    title: `Authenticate, API key, cache warm, driven by the bench's own HTTP/2 client (${RAW_CONNECTIONS}×${RAW_STREAMS} in flight): the baseline of consume-10k-keys`,
+    async setup(ctx) {
+      const { secret } = await ctx.seedKey();
+      await authenticate(ctx, secret);
+      return { bodies: [grpcFrame(AuthenticateRequestSchema, create(AuthenticateRequestSchema, { credential: `Bearer ${secret}`, clientIp: CLIENT_IP }))] };
+    },
+    run: (ctx, state) => rawRound(ctx, AuthService.method.authenticate, state.bodies, {}),
+    verify: (before, after) => ({ problems: [], extra: { decisions_VALID: delta(before, after, "tollgate_decisions_total", { rpc: "Authenticate", code: "VALID" }) } }),
+  }),
+
+  customScenario({
     name: "consume-10k-keys",
-    title: `ConsumeQuota by key_id over ${MANY_KEYS.toLocaleString("en")} keys (${MANY_CONCURRENCY} in flight, connect client; compare CPU/call)`,
+    title: `ConsumeQuota by key_id over ${MANY_KEYS.toLocaleString("en")} keys, round-robin, each key's block leased before the round (same client as authenticate-raw)`,
+    baseline: "authenticate-raw",
+    target: 0.8,
     async setup(ctx) {
       const service = await quotaKey(ctx);
       await ctx.server.pool.query("UPDATE api_keys SET permissions = '{tollgate:quota}' WHERE key_id = $1", [service.keyId]);
@@ -115,33 +141,15 @@ export const moreScenarios = [
       );
       await new Promise((r) => setTimeout(r, 1_000));
       await authenticate(ctx, service.secret);
-      return { admin: `Bearer ${service.secret}`, keyIds: rows.map((r) => r.key_id) };
+      const bodies = rows.map((r) => grpcFrame(ConsumeQuotaRequestSchema, create(ConsumeQuotaRequestSchema, { keyId: r.key_id, limits: [BENCH_LIMIT], cost: 1n })));
+      return { headers: { authorization: `Bearer ${service.secret}` }, bodies };
     },
-    async run(ctx, state) {
-      const latenciesUs: number[] = [];
-      const problems = new Set<string>();
-      const deadline = performance.now() + ctx.durationSec * 1000;
-      let next = 0;
-      let calls = 0;
-      const header = new Headers({ authorization: state.admin });
-      const worker = async () => {
-        while (performance.now() < deadline) {
-          const keyId = state.keyIds[next++ % state.keyIds.length]!;
-          const t0 = performance.now();
-          try {
-            const res = await ctx.transport.unary(AuthService.method.consumeQuota, undefined, 5_000, header, { keyId, limits: [BENCH_LIMIT], cost: 1n });
-            if (res.message.code !== Code.OK) problems.add(`answered ${Code[res.message.code]}`);
-          } catch (err) {
-            problems.add(`rpc ${RpcCode[ConnectError.from(err).code]}: ${ConnectError.from(err).rawMessage}`);
-          }
-          latenciesUs.push((performance.now() - t0) * 1000);
-          calls++;
-        }
-      };
-      const started = performance.now();
-      await Promise.all(Array.from({ length: MANY_CONCURRENCY }, worker));
-      return { calls, seconds: (performance.now() - started) / 1000, latenciesUs, problems: [...problems] };
+    // Steady state: one pass over every key first (each leases its block), outside the measured window.
+    async beforeRound(ctx, state) {
+      await rawGrpcLoad({ port: ctx.server.grpcPort, path: pathOf(AuthService.method.consumeQuota), bodies: state.bodies, headers: state.headers,
+        connections: RAW_CONNECTIONS, streamsPerConnection: RAW_STREAMS, durationSec: 60, maxCalls: state.bodies.length });
     },
+    run: (ctx, state) => rawRound(ctx, AuthService.method.consumeQuota, state.bodies, state.headers),
     verify: (before, after) => statementsPer1000("ConsumeQuota", "OK")(before, after),
   }),
 

@@ -214,6 +214,23 @@ describe("usage recorder and idempotency cache", () => {
     expect(writes).toHaveLength(3);
   });
 
+  it("writes many keys in bounded chunks; a failed chunk keeps itself and the rest, never what was written", async () => {
+    const writes: Array<Array<{ granularity: string; keyId: string; admitted: number }>> = [];
+    let failOnCall = 2;
+    let callNo = 0;
+    const rec = createUsageRecorder(async (items) => {
+      if (++callNo === failOnCall) throw new Error("down");
+      writes.push(items as never);
+    }, () => 0, 100, 2);
+    for (const k of ["A", "B", "C", "D", "E"]) rec.record({ keyId: k, quotaSubject: k, tenantId: "t", plan: "free", ownerId: null }, "requests", true, 1);
+    await expect(rec.flush()).rejects.toThrow("down");
+    failOnCall = 0;
+    await rec.flush();
+    const minuteRows = writes.flat().filter((r) => r.granularity === "minute");
+    expect(writes.map((w) => w.length)).toEqual([6, 6, 3]); // 2 + 2 + 1 entries, 3 granularities each
+    expect(minuteRows.map((r) => r.keyId).sort()).toEqual(["A", "B", "C", "D", "E"]); // each exactly once
+  });
+
   it("forgets idempotent answers after their TTL and beyond its bound, oldest first", () => {
     let clock = 0;
     const cache = createIdempotencyCache<number>(2, 1000, () => clock);

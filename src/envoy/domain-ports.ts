@@ -89,7 +89,10 @@ export function createEnvoyPorts(deps: EnvoyPortDeps): { authorize: Authorize; c
   const consume: Consume = ({ keyId, key, limits, cost }) => {
     if (key) return charge(key, limits, cost);
     // An unknown key id (e.g. a forged descriptor) has no limits of ours: answer OK without one.
-    return deps.verifier.lookup(keyId).then((record) => (record ? charge(record, limits, cost) : { allowed: true, code: "OK", limits: [], headers: {}, message: QUOTA_MESSAGES.OK }));
+    const chargeFound = (record: KeyRecord | undefined): MaybePromise<ConsumeOutcome> =>
+      record ? charge(record, limits, cost) : { allowed: true, code: "OK", limits: [], headers: {}, message: QUOTA_MESSAGES.OK };
+    const record = deps.verifier.lookup(keyId);
+    return isPromise(record) ? record.then(chargeFound) : chargeFound(record);
   };
 
   return { authorize, consume };

@@ -3,6 +3,7 @@ import type { KeyRecord } from "../domain/key.js";
 import { MAX_CREDENTIAL_LENGTH, parseKey, unwrapCredential, type ParsedKey } from "./format.js";
 import type { SecretHasher } from "./hasher.js";
 import { keyStatus, type KeyStatusCode } from "./key-status.js";
+import type { MaybePromise } from "../domain/maybe-promise.js";
 import { SingleFlight, TtlCache } from "./ttl-cache.js";
 
 /** Every answer Authenticate can give for an API key. */
@@ -48,7 +49,7 @@ export interface KeyVerifier {
    * or ConsumeQuota with `key_id`). Cached for `ttlMs`, evicted by the same invalidations;
    * undefined for an unknown id. Throws UNAVAILABLE when the store is down and nothing is cached.
    */
-  lookup(keyId: string): Promise<KeyRecord | undefined>;
+  lookup(keyId: string): MaybePromise<KeyRecord | undefined>;
   /** Forget everything cached about one key (called on NOTIFY). */
   invalidate(keyId: string): void;
   /** Forget everything (called when notifications may have been missed). */
@@ -152,6 +153,19 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
     return decide(fresh, clientIp);
   }
 
+  /** Reads a key by id into the by-id cache; while the store is down, a stale entry still answers. */
+  async function load(keyId: string, entry: { key: KeyRecord | undefined; loadedAt: number } | undefined): Promise<KeyRecord | undefined> {
+    const generation = generationOf(keyId);
+    try {
+      const key = await refreshes.run(keyId, () => deps.loadKey(keyId));
+      if (generation === generationOf(keyId)) byId.set(keyId, { key, loadedAt: deps.now() }, key ? hardTtl : deps.negativeTtlMs);
+      return key;
+    } catch (err) {
+      if (entry) return entry.key; // still inside the stale window (the cache's own expiry)
+      throw err;
+    }
+  }
+
   return {
     verify(rawCredential, clientIp) {
       const credential = unwrapCredential(rawCredential);
@@ -180,18 +194,10 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
       deps.onCache?.("miss");
       return fullVerify(parsed, digest, clientIp);
     },
-    async lookup(keyId) {
+    lookup(keyId) {
       const entry = byId.get(keyId);
-      if (entry && deps.now() - entry.loadedAt < deps.ttlMs) return entry.key;
-      const generation = generationOf(keyId);
-      try {
-        const key = await refreshes.run(keyId, () => deps.loadKey(keyId));
-        if (generation === generationOf(keyId)) byId.set(keyId, { key, loadedAt: deps.now() }, key ? hardTtl : deps.negativeTtlMs);
-        return key;
-      } catch (err) {
-        if (entry) return entry.key; // still inside the stale window (the cache's own expiry)
-        throw err;
-      }
+      if (entry && deps.now() - entry.loadedAt < deps.ttlMs) return entry.key; // warm: no promise
+      return load(keyId, entry);
     },
     invalidate(keyId) {
       byId.delete(keyId);

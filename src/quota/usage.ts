@@ -1,11 +1,11 @@
 import type { UsageIncrement } from "../store/quota-repo.js";
 import type { QuotaSubject } from "./limits.js";
 
-/** Accumulates usage in memory and writes it as roll-ups in one statement per flush. */
+/** Accumulates usage in memory and writes it as roll-ups, one statement per flush (per 1,000 keys and limits). */
 export interface UsageRecorder {
   /** Counts one call against one limit: admitted (with its cost) or denied. */
   record(subject: QuotaSubject, limitName: string, admitted: boolean, cost: number): void;
-  /** Writes everything accumulated (minute, hour and day roll-ups) in one statement. */
+  /** Writes everything accumulated (minute, hour and day roll-ups): one statement per `chunkEntries` entries. */
   flush(): Promise<void>;
 }
 
@@ -17,7 +17,7 @@ const GRANULARITIES = [["minute", 60_000], ["hour", 3_600_000], ["day", 86_400_0
  * `maxEntries` distinct entries, beyond which new entries are dropped (and counted in `dropped`):
  * usage reporting must never take memory without bound while the database is away.
  */
-export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<void>, now: () => number, maxEntries = 100_000) {
+export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<void>, now: () => number, maxEntries = 100_000, chunkEntries = 1_000) {
   /** `generation`: the flush generation of `pending` the entry belongs to. */
   type Entry = { subject: QuotaSubject; limitName: string; minuteMs: number; admitted: number; denied: number; cost: number; generation: number };
   let pending = new Map<string, Entry>();
@@ -27,6 +27,38 @@ export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<
   // repeat call in the same minute adds to it without building the map key. Valid while that
   // entry is still in `pending` (a flush swaps the map and starts a new generation).
   const recent = new WeakMap<QuotaSubject, Map<string, Entry>>();
+  /** The minute, hour and day rows of some entries, merged by bucket. */
+  function rollUp(entries: Array<[string, Entry]>): UsageIncrement[] {
+    const merged = new Map<string, UsageIncrement>();
+    for (const [, e] of entries) {
+      for (const [granularity, ms] of GRANULARITIES) {
+        const start = Math.floor(e.minuteMs / ms) * ms;
+        const key = `${granularity}\u0000${start}\u0000${e.subject.keyId}\u0000${e.limitName}`;
+        const m = merged.get(key) ?? { granularity, bucketStart: new Date(start), tenantId: e.subject.tenantId, keyId: e.subject.keyId, limitName: e.limitName, admitted: 0, denied: 0, cost: 0 };
+        m.admitted += e.admitted;
+        m.denied += e.denied;
+        m.cost += e.cost;
+        merged.set(key, m);
+      }
+    }
+    return [...merged.values()];
+  }
+
+  /** Puts entries that were not written back, merged with what arrived since (bounded like `record`). */
+  function keep(entries: Array<[string, Entry]>): void {
+    for (const [key, e] of entries) {
+      const cur = pending.get(key);
+      if (cur) {
+        cur.admitted += e.admitted;
+        cur.denied += e.denied;
+        cur.cost += e.cost;
+      } else if (pending.size < maxEntries) {
+        e.generation = generation;
+        pending.set(key, e);
+      } else dropped++;
+    }
+  }
+
   const recorder: UsageRecorder & { readonly dropped: number } = {
     get dropped() {
       return dropped;
@@ -52,36 +84,19 @@ export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<
     },
     async flush() {
       if (pending.size === 0) return;
-      const batch = pending;
+      const batch = [...pending];
       pending = new Map();
       generation++;
-      const merged = new Map<string, UsageIncrement>();
-      for (const e of batch.values()) {
-        for (const [granularity, ms] of GRANULARITIES) {
-          const start = Math.floor(e.minuteMs / ms) * ms;
-          const key = `${granularity}\u0000${start}\u0000${e.subject.keyId}\u0000${e.limitName}`;
-          const m = merged.get(key) ?? { granularity, bucketStart: new Date(start), tenantId: e.subject.tenantId, keyId: e.subject.keyId, limitName: e.limitName, admitted: 0, denied: 0, cost: 0 };
-          m.admitted += e.admitted;
-          m.denied += e.denied;
-          m.cost += e.cost;
-          merged.set(key, m);
+      // Chunks keep one statement (and the event loop's time building it) bounded with many keys;
+      // between chunks the loop serves calls. A failed chunk keeps itself and the rest, not what was written.
+      for (let i = 0; i < batch.length; i += chunkEntries) {
+        try {
+          await write(rollUp(batch.slice(i, i + chunkEntries)));
+        } catch (err) {
+          keep(batch.slice(i));
+          throw err;
         }
-      }
-      try {
-        await write([...merged.values()]);
-      } catch (err) {
-        for (const [key, e] of batch) {
-          const cur = pending.get(key);
-          if (cur) {
-            cur.admitted += e.admitted;
-            cur.denied += e.denied;
-            cur.cost += e.cost;
-          } else if (pending.size < maxEntries) {
-            e.generation = generation;
-            pending.set(key, e);
-          } else dropped++;
-        }
-        throw err;
+        if (i + chunkEntries < batch.length) await new Promise((resolve) => setImmediate(resolve));
       }
     },
   };

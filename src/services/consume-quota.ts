@@ -60,13 +60,15 @@ function validate(req: ConsumeQuotaRequest): number {
 async function keyById(deps: ConsumeQuotaDeps, ctx: HandlerContext, keyId: string): Promise<KeyRecord> {
   const header = ctx.requestHeader.get("authorization") ?? "";
   if (header.trim() === "" || header.length > MAX_CREDENTIAL_LENGTH) throw unauthenticated("MISSING_CREDENTIAL", "charging by key_id needs `authorization: Bearer <service or admin key>`");
-  const { code, key: caller } = await deps.verifier.verify(header, "");
+  const verifying = deps.verifier.verify(header, "");
+  const { code, key: caller } = isPromise(verifying) ? await verifying : verifying;
   if (code !== "VALID" || !caller) throw unauthenticated("INVALID_API_KEY", "the caller's key is not valid");
   const p = caller.permissions;
   if (!p.includes(QUOTA_SERVICE_PERMISSION) && !p.includes(ADMIN_PERMISSION)) {
     throw permissionDenied("NOT_A_QUOTA_SERVICE_KEY", `charging by key_id needs the ${QUOTA_SERVICE_PERMISSION} or ${ADMIN_PERMISSION} permission`);
   }
-  const key = await deps.verifier.lookup(keyId);
+  const found = deps.verifier.lookup(keyId);
+  const key = isPromise(found) ? await found : found;
   // A key in another tenant is reported as absent to a caller that may not see it.
   if (!key || (key.tenantId !== caller.tenantId && !p.includes(CROSS_TENANT_PERMISSION))) throw notFound("key", keyId);
   return key;
