@@ -58,7 +58,7 @@ function statementsPer1000(rpc: string, admittedCode: string) {
 }
 
 /** What Envoy's ext_authz filter sends besides the message: its timeout (deploy/envoy.yaml's 0.2 s). */
-const ENVOY_HEADERS = { "grpc-timeout": "200m" };
+const ENVOY_HEADERS = { "grpc-timeout": "1S" };
 
 /** An allowed Check of a warm key with a quota charge, shaped as Envoy sends it. */
 async function checkSetup(ctx: BenchContext) {

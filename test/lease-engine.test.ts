@@ -131,6 +131,24 @@ describe("leasing engine against PostgreSQL", () => {
     expect(e.held()).toBe(0);
   });
 
+  it("rolls minute usage up into its minute, hour and day rows (UTC) in the store, adding to what is there", async () => {
+    const repo = createQuotaRepo(pool);
+    const row = (minute: string, admitted: number, cost: number) => ({ minuteMs: Date.parse(minute), tenantId: "roll", keyId: "R1", limitName: "requests", admitted, denied: 1, cost });
+    await repo.addUsage([row("2024-03-31T23:59:00Z", 2, 20), row("2024-04-01T00:00:00Z", 3, 30)]);
+    await repo.addUsage([row("2024-04-01T00:00:00Z", 1, 5)]);
+    const { rows } = await pool.query<{ granularity: string; bucket: string; admitted: string; denied: string; cost: string }>(
+      `SELECT granularity, to_char(bucket_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI') AS bucket, admitted, denied, cost
+       FROM quota_usage WHERE tenant_id = 'roll' ORDER BY granularity, bucket_start`);
+    expect(rows.map((r) => [r.granularity, r.bucket, Number(r.admitted), Number(r.denied), Number(r.cost)])).toEqual([
+      ["day", "2024-03-31T00:00", 2, 1, 20],
+      ["day", "2024-04-01T00:00", 4, 2, 35],
+      ["hour", "2024-03-31T23:00", 2, 1, 20],
+      ["hour", "2024-04-01T00:00", 4, 2, 35],
+      ["minute", "2024-03-31T23:59", 2, 1, 20],
+      ["minute", "2024-04-01T00:00", 4, 2, 35],
+    ]);
+  });
+
   it("rolls an unused budget over into the next month with refill mode add, up to the cap", async () => {
     const d = await limit({ kind: "budget", amount: 100, period: "month", refillMode: "add", cap: 250 });
     const { engine: e } = engine({ minBlock: 1 });

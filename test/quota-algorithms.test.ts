@@ -154,21 +154,20 @@ describe("rate-limit headers", () => {
 });
 
 describe("usage recorder and idempotency cache", () => {
-  it("rolls calls up per minute, hour and day in one write", async () => {
+  it("counts per key, limit and minute, and writes them in one statement per flush", async () => {
     let clock = at("2024-01-01T10:59:30Z");
     const writes: unknown[][] = [];
     const rec = createUsageRecorder(async (items) => void writes.push(items), () => clock);
     const s = { keyId: "K1", quotaSubject: "K1", tenantId: "acme", plan: "free", ownerId: null };
     rec.record(s, "requests", true, 3);
     rec.record(s, "requests", false, 0);
-    clock += 60_000; // next minute, next hour
+    clock += 60_000; // next minute
     rec.record(s, "requests", true, 2);
     await rec.flush();
-    expect(writes).toHaveLength(1);
-    const rows = writes[0] as Array<{ granularity: string; admitted: number; denied: number; cost: number }>;
-    expect(rows.filter((r) => r.granularity === "minute")).toHaveLength(2);
-    expect(rows.filter((r) => r.granularity === "hour")).toHaveLength(2);
-    expect(rows.filter((r) => r.granularity === "day")).toEqual([expect.objectContaining({ admitted: 2, denied: 1, cost: 5 })]);
+    expect(writes).toEqual([[
+      { minuteMs: at("2024-01-01T10:59:00Z"), tenantId: "acme", keyId: "K1", limitName: "requests", admitted: 1, denied: 1, cost: 3 },
+      { minuteMs: at("2024-01-01T11:00:00Z"), tenantId: "acme", keyId: "K1", limitName: "requests", admitted: 1, denied: 0, cost: 2 },
+    ]]);
     await rec.flush();
     expect(writes).toHaveLength(1); // nothing new, nothing written
   });
@@ -189,13 +188,13 @@ describe("usage recorder and idempotency cache", () => {
 
   it("counts a subject's repeat calls into the right batch across flushes, failed ones included", async () => {
     let fail = false;
-    const writes: Array<Array<{ granularity: string; admitted: number; denied: number }>> = [];
+    const writes: Array<Array<{ admitted: number; denied: number }>> = [];
     const rec = createUsageRecorder(async (items) => {
       if (fail) throw new Error("down");
       writes.push(items as never);
     }, () => 0);
     const s = { keyId: "K", quotaSubject: "K", tenantId: "t", plan: "free", ownerId: null }; // one object, as quotaSubjectOf gives
-    const minute = () => writes.at(-1)!.find((r) => r.granularity === "minute")!;
+    const minute = () => writes.at(-1)![0]!;
     rec.record(s, "requests", true, 1);
     rec.record(s, "requests", true, 1);
     await rec.flush();
@@ -215,7 +214,7 @@ describe("usage recorder and idempotency cache", () => {
   });
 
   it("writes many keys in bounded chunks; a failed chunk keeps itself and the rest, never what was written", async () => {
-    const writes: Array<Array<{ granularity: string; keyId: string; admitted: number }>> = [];
+    const writes: Array<Array<{ keyId: string; admitted: number }>> = [];
     let failOnCall = 2;
     let callNo = 0;
     const rec = createUsageRecorder(async (items) => {
@@ -226,9 +225,8 @@ describe("usage recorder and idempotency cache", () => {
     await expect(rec.flush()).rejects.toThrow("down");
     failOnCall = 0;
     await rec.flush();
-    const minuteRows = writes.flat().filter((r) => r.granularity === "minute");
-    expect(writes.map((w) => w.length)).toEqual([6, 6, 3]); // 2 + 2 + 1 entries, 3 granularities each
-    expect(minuteRows.map((r) => r.keyId).sort()).toEqual(["A", "B", "C", "D", "E"]); // each exactly once
+    expect(writes.map((w) => w.length)).toEqual([2, 2, 1]);
+    expect(writes.flat().map((r) => r.keyId).sort()).toEqual(["A", "B", "C", "D", "E"]); // each exactly once
   });
 
   it("forgets idempotent answers after their TTL and beyond its bound, oldest first", () => {

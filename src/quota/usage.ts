@@ -1,4 +1,4 @@
-import type { UsageIncrement } from "../store/quota-repo.js";
+import type { MinuteUsage } from "../store/quota-repo.js";
 import type { QuotaSubject } from "./limits.js";
 
 /** Accumulates usage in memory and writes it as roll-ups, one statement per flush (per 1,000 keys and limits). */
@@ -9,15 +9,13 @@ export interface UsageRecorder {
   flush(): Promise<void>;
 }
 
-const GRANULARITIES = [["minute", 60_000], ["hour", 3_600_000], ["day", 86_400_000]] as const;
-
 /**
- * Creates the recorder. Counts are kept per (key, limit, minute) and expanded to the three
- * granularities when flushed. A failed flush keeps the counts for the next one, up to
+ * Creates the recorder. Counts are kept per (key, limit, minute); the store adds each to its
+ * minute, hour and day roll-ups. A failed flush keeps the counts for the next one, up to
  * `maxEntries` distinct entries, beyond which new entries are dropped (and counted in `dropped`):
  * usage reporting must never take memory without bound while the database is away.
  */
-export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<void>, now: () => number, maxEntries = 100_000, chunkEntries = 1_000) {
+export function createUsageRecorder(write: (items: MinuteUsage[]) => Promise<void>, now: () => number, maxEntries = 100_000, chunkEntries = 1_000) {
   /** `generation`: the flush generation of `pending` the entry belongs to. */
   type Entry = { subject: QuotaSubject; limitName: string; minuteMs: number; admitted: number; denied: number; cost: number; generation: number };
   let pending = new Map<string, Entry>();
@@ -27,21 +25,9 @@ export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<
   // repeat call in the same minute adds to it without building the map key. Valid while that
   // entry is still in `pending` (a flush swaps the map and starts a new generation).
   const recent = new WeakMap<QuotaSubject, Map<string, Entry>>();
-  /** The minute, hour and day rows of some entries, merged by bucket. */
-  function rollUp(entries: Array<[string, Entry]>): UsageIncrement[] {
-    const merged = new Map<string, UsageIncrement>();
-    for (const [, e] of entries) {
-      for (const [granularity, ms] of GRANULARITIES) {
-        const start = Math.floor(e.minuteMs / ms) * ms;
-        const key = `${granularity}\u0000${start}\u0000${e.subject.keyId}\u0000${e.limitName}`;
-        const m = merged.get(key) ?? { granularity, bucketStart: new Date(start), tenantId: e.subject.tenantId, keyId: e.subject.keyId, limitName: e.limitName, admitted: 0, denied: 0, cost: 0 };
-        m.admitted += e.admitted;
-        m.denied += e.denied;
-        m.cost += e.cost;
-        merged.set(key, m);
-      }
-    }
-    return [...merged.values()];
+  /** The entries as the store takes them (it rolls minutes up into hours and days). */
+  function rowsOf(entries: Array<[string, Entry]>): MinuteUsage[] {
+    return entries.map(([, e]) => ({ minuteMs: e.minuteMs, tenantId: e.subject.tenantId, keyId: e.subject.keyId, limitName: e.limitName, admitted: e.admitted, denied: e.denied, cost: e.cost }));
   }
 
   /** Puts entries that were not written back, merged with what arrived since (bounded like `record`). */
@@ -91,7 +77,7 @@ export function createUsageRecorder(write: (items: UsageIncrement[]) => Promise<
       // between chunks the loop serves calls. A failed chunk keeps itself and the rest, not what was written.
       for (let i = 0; i < batch.length; i += chunkEntries) {
         try {
-          await write(rollUp(batch.slice(i, i + chunkEntries)));
+          await write(rowsOf(batch.slice(i, i + chunkEntries)));
         } catch (err) {
           keep(batch.slice(i));
           throw err;

@@ -42,10 +42,10 @@ export interface Release {
   burst?: number;
 }
 
-/** One usage roll-up increment. */
-export interface UsageIncrement {
-  granularity: "minute" | "hour" | "day";
-  bucketStart: Date;
+/** One key's use of one limit in one minute; the store adds it to that minute's, hour's and day's rows. */
+export interface MinuteUsage {
+  /** The minute's start, Unix milliseconds. */
+  minuteMs: number;
   tenantId: string;
   keyId: string;
   limitName: string;
@@ -175,14 +175,23 @@ export function createQuotaRepo(db: Queryable) {
     },
 
     /** Adds a batch of usage increments in one statement. */
-    async addUsage(items: readonly UsageIncrement[]): Promise<void> {
+    /**
+     * Adds minute counts to their minute, hour and day roll-ups (UTC) in one statement: the roll-up
+     * happens here, so a flush sends one row per key, limit and minute instead of three.
+     */
+    async addUsage(items: readonly MinuteUsage[]): Promise<void> {
       if (items.length === 0) return;
       await run(`INSERT INTO quota_usage AS u (granularity, bucket_start, tenant_id, key_id, limit_name, admitted, denied, cost)
-        SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
+        SELECT g.granularity, date_trunc(g.granularity, to_timestamp(e.minute_ms / 1000.0), 'UTC'), e.tenant_id, e.key_id, e.limit_name,
+          sum(e.admitted), sum(e.denied), sum(e.cost)
+        FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])
+          AS e(minute_ms, tenant_id, key_id, limit_name, admitted, denied, cost)
+        CROSS JOIN (VALUES ('minute'), ('hour'), ('day')) AS g(granularity)
+        GROUP BY 1, 2, 3, 4, 5
         ON CONFLICT (granularity, bucket_start, tenant_id, key_id, limit_name) DO UPDATE SET
           admitted = u.admitted + EXCLUDED.admitted, denied = u.denied + EXCLUDED.denied, cost = u.cost + EXCLUDED.cost`,
-        [items.map((i) => i.granularity), items.map((i) => i.bucketStart), items.map((i) => i.tenantId), items.map((i) => i.keyId),
-          items.map((i) => i.limitName), items.map((i) => i.admitted), items.map((i) => i.denied), items.map((i) => i.cost)]);
+        [items.map((i) => i.minuteMs), items.map((i) => i.tenantId), items.map((i) => i.keyId), items.map((i) => i.limitName),
+          items.map((i) => i.admitted), items.map((i) => i.denied), items.map((i) => i.cost)]);
     },
 
     /**
