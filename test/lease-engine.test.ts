@@ -3,7 +3,9 @@ import pg from "pg";
 import { createPool } from "../src/store/db.js";
 import { migrate } from "../src/store/migrate.js";
 import { createQuotaRepo } from "../src/store/quota-repo.js";
-import { createLeaseEngine, type LeasingOptions } from "../src/quota/lease-engine.js";
+import { createLeaseEngine, DEFAULT_LEASING, type LeasingOptions } from "../src/quota/lease-engine.js";
+import { createQuotaRuntime } from "../src/quota/quota-runtime.js";
+import { createLogger } from "../src/observability/logger.js";
 import type { LimitDefinition } from "../src/quota/limits.js";
 import { createTestDatabase, type TestDatabase } from "./support/db.js";
 import { defineLimit, storedUsed } from "./support/quota.js";
@@ -147,6 +149,27 @@ describe("leasing engine against PostgreSQL", () => {
       ["minute", "2024-03-31T23:59", 2, 1, 20],
       ["minute", "2024-04-01T00:00", 4, 2, 35],
     ]);
+  });
+
+  it("writes usage on its own interval, and at once when a flush is asked for", async () => {
+    await defineLimit(pool, { name: "usage-interval", scopeId: "usage-plan", amount: 1000 });
+    let t = Date.parse("2024-05-01T12:00:00Z");
+    const runtime = createQuotaRuntime(pool, { leasing: DEFAULT_LEASING, flushMs: 10, usageFlushMs: 60_000, catalogTtlMs: 60_000 }, () => t, createLogger("silent"));
+    const rows = async () => Number((await pool.query("SELECT count(*) AS n FROM quota_usage WHERE key_id = 'U1'")).rows[0].n);
+    try {
+      const who = { keyId: "U1", quotaSubject: "U1", tenantId: "t", plan: "usage-plan", ownerId: null };
+      await runtime.service.consume(who, { limits: ["usage-interval"], cost: 1, idempotencyKey: "", dryRun: false });
+      await new Promise((r) => setTimeout(r, 100)); // several lease flushes
+      expect(await rows()).toBe(0);
+      t += 60_000; // the usage interval has passed: the next tick writes
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await rows()).toBe(3); // minute, hour and day
+      await runtime.service.consume(who, { limits: ["usage-interval"], cost: 1, idempotencyKey: "", dryRun: false });
+      await runtime.flush(); // asked for: written now
+      expect(Number((await pool.query("SELECT admitted FROM quota_usage WHERE key_id = 'U1' AND granularity = 'day'")).rows[0].admitted)).toBe(2);
+    } finally {
+      await runtime.close();
+    }
   });
 
   it("rolls an unused budget over into the next month with refill mode add, up to the cap", async () => {

@@ -133,6 +133,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
         recheckMs: int("TOLLGATE_QUOTA_RECHECK_MS", 1000, 0, 600_000),
       },
       flushMs: int("TOLLGATE_QUOTA_FLUSH_MS", 1000, 10, 600_000),
+      usageFlushMs: int("TOLLGATE_USAGE_FLUSH_MS", 5000, 10, 3_600_000),
       catalogTtlMs: int("TOLLGATE_QUOTA_CATALOG_TTL_MS", 60_000, 0, 3_600_000),
     },
     envoy: { credentialSources: [], xffTrustedHops: 0 },

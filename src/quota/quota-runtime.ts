@@ -10,8 +10,14 @@ import { createUsageRecorder } from "./usage.js";
 /** Quota settings from the configuration. */
 export interface QuotaSettings {
   leasing: LeasingOptions;
-  /** How often held tokens are checked for return and usage is written. */
+  /** How often held tokens are checked for return. */
   flushMs: number;
+  /**
+   * How often usage counts are written. One row per key, limit and minute is written per flush,
+   * so with many busy keys a longer interval writes fewer rows (a key's calls in the interval
+   * share one); usage reports lag by up to this much. Default 5 s.
+   */
+  usageFlushMs?: number;
   /** How long limit definitions are trusted without a change notification. */
   catalogTtlMs: number;
 }
@@ -22,7 +28,7 @@ export interface QuotaRuntime {
   repo: QuotaRepo;
   engine: LeaseEngine;
   catalog: CatalogCache;
-  /** Returns idle leases and writes usage now (also run every `flushMs`). */
+  /** Returns idle leases and writes usage now (also run every `flushMs`, usage every `usageFlushMs`). */
   flush(): Promise<void>;
   /** Stops the flusher, returns every held token and writes the last usage. */
   close(): Promise<void>;
@@ -30,8 +36,8 @@ export interface QuotaRuntime {
 
 /**
  * Wires the quota parts of one replica. The flusher runs every `flushMs`: it hands idle and
- * ended-window tokens back, writes usage roll-ups in one statement, and sweeps expired
- * idempotency records once a minute. Failures are logged and retried on the next tick.
+ * ended-window tokens back, writes usage every `usageFlushMs` (one statement per 1,000 keys and
+ * limits), and sweeps expired idempotency records once a minute. Failures are logged and retried on the next tick.
  */
 export function createQuotaRuntime(pool: pg.Pool, settings: QuotaSettings, now: () => number, logger: Logger, registry?: Registry): QuotaRuntime {
   const repo = createQuotaRepo(pool);
@@ -53,9 +59,12 @@ export function createQuotaRuntime(pool: pg.Pool, settings: QuotaSettings, now: 
   const usage = createUsageRecorder((items) => repo.addUsage(items), now);
   const service = createQuotaService({ repo, engine, catalog, usage, now });
   let lastSweepMs = now();
+  let lastUsageMs = now();
 
-  async function flush(): Promise<void> {
-    const results = await Promise.allSettled([engine.flush(), usage.flush()]);
+  /** Returns tokens; writes usage when `withUsage` (always on demand, on the timer every usageFlushMs). */
+  async function flush(withUsage = true): Promise<void> {
+    if (withUsage) lastUsageMs = now();
+    const results = await Promise.allSettled([engine.flush(), withUsage ? usage.flush() : undefined]);
     if (now() - lastSweepMs >= 60_000) {
       lastSweepMs = now();
       results.push(...(await Promise.allSettled([repo.deleteExpiredIdempotency(new Date(now()))])));
@@ -65,12 +74,12 @@ export function createQuotaRuntime(pool: pg.Pool, settings: QuotaSettings, now: 
 
   let running: Promise<void> | undefined;
   const timer = setInterval(() => {
-    running ??= flush().finally(() => (running = undefined));
+    running ??= flush(now() - lastUsageMs >= (settings.usageFlushMs ?? settings.flushMs)).finally(() => (running = undefined));
   }, settings.flushMs);
   timer.unref();
 
   return {
-    service, repo, engine, catalog, flush,
+    service, repo, engine, catalog, flush: () => flush(true),
     async close() {
       clearInterval(timer);
       await running;
