@@ -4,7 +4,8 @@
  */
 import { execFile } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { grpcFrame } from "./raw-grpc.js";
 
 /** How h2load drives one run. */
 export interface LoadShape {
@@ -41,12 +42,7 @@ export interface LoadResult {
 
 /** Writes a gRPC length-prefixed frame (uncompressed) of `message` to `path`. */
 export async function writeGrpcBody<D extends DescMessage>(path: string, schema: D, message: MessageShape<D>): Promise<void> {
-  const bytes = toBinary(schema, message);
-  const frame = Buffer.alloc(5 + bytes.length);
-  frame.writeUInt8(0, 0);
-  frame.writeUInt32BE(bytes.length, 1);
-  frame.set(bytes, 5);
-  await writeFile(path, frame);
+  await writeFile(path, grpcFrame(schema, message));
 }
 
 /** The p-th percentile (0–100) of sorted values, nearest-rank. */
