@@ -9,6 +9,9 @@ import http2 from "node:http2";
 import { once } from "node:events";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 
+/** The HTTP/2 `:path` of a gRPC method: `/package.Service/Method`. */
+export const grpcPathOf = (method: { parent: { typeName: string }; name: string }) => `/${method.parent.typeName}/${method.name}`;
+
 /** One gRPC message as a length-prefixed frame (uncompressed). */
 export function grpcFrame<D extends DescMessage>(schema: D, message: MessageShape<D>): Buffer {
   const bytes = toBinary(schema, message);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
 import { percentile, runH2load, writeGrpcBody, type LoadShape } from "./h2load.js";
+import { grpcPathOf } from "./raw-grpc.js";
 import { argon2Figures, decisionCodes, rpcCodes, scrape, total, type Sample } from "./metrics.js";
 import type { Background, BenchContext, CustomScenario, Extra, LoadScenario, Prepared } from "./scenario.js";
 import { cpuMicros } from "./server.js";
@@ -86,7 +87,7 @@ function checkCounters(ready: ReadyLoad, before: Sample[], after: Sample[], done
 export async function runLoadRound(ctx: BenchContext, ready: ReadyLoad, shape: LoadShape, round: number, outDir: string): Promise<RoundResult> {
   const problems = await sampleCall(ctx, ready);
   const { method } = ready.scenario;
-  const url = `http://127.0.0.1:${ctx.server.grpcPort}/${method.parent.typeName}/${method.name}`;
+  const url = `http://127.0.0.1:${ctx.server.grpcPort}${grpcPathOf(method)}`;
   let start: Promise<{ before: Sample[]; cpu0: number; background?: Background }> | undefined;
   const load = await runH2load(url, ready.bodyPath, join(outDir, `${ready.scenario.name}.tsv`), shape, () => {
     start = (async () => {

@@ -10,7 +10,7 @@ import { ConsumeQuotaRequestSchema } from "../src/gen/tollgate/v1/quota_pb.js";
 import { Code } from "../src/gen/tollgate/v1/code_pb.js";
 import { Authorization, type CheckResponse } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { delta } from "./metrics.js";
-import { grpcFrame, rawGrpcLoad } from "./raw-grpc.js";
+import { grpcFrame, grpcPathOf, rawGrpcLoad } from "./raw-grpc.js";
 import { customScenario, loadScenario, type BenchContext, type Extra } from "./scenario.js";
 import type { Sample } from "./metrics.js";
 
@@ -22,11 +22,10 @@ const MANY_KEYS = Number(process.env.BENCH_MANY_KEYS ?? 10_000);
 const RAW_CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 4);
 const RAW_STREAMS = Number(process.env.BENCH_STREAMS ?? 32);
 
-const pathOf = (method: { parent: { typeName: string }; name: string }) => `/${method.parent.typeName}/${method.name}`;
 
 /** One measured round of the bench's own HTTP/2 client (see raw-grpc.ts). */
 async function rawRound(ctx: BenchContext, method: { parent: { typeName: string }; name: string }, bodies: Buffer[], headers: Record<string, string>) {
-  const r = await rawGrpcLoad({ port: ctx.server.grpcPort, path: pathOf(method), bodies, headers, connections: RAW_CONNECTIONS, streamsPerConnection: RAW_STREAMS, durationSec: ctx.durationSec });
+  const r = await rawGrpcLoad({ port: ctx.server.grpcPort, path: grpcPathOf(method), bodies, headers, connections: RAW_CONNECTIONS, streamsPerConnection: RAW_STREAMS, durationSec: ctx.durationSec });
   return { calls: r.calls, seconds: r.seconds, latenciesUs: r.latenciesUs, problems: [...r.failures].map(([what, n]) => `${n} × ${what}`) };
 }
 
@@ -146,7 +145,7 @@ export const moreScenarios = [
     },
     // Steady state: one pass over every key first (each leases its block), outside the measured window.
     async beforeRound(ctx, state) {
-      await rawGrpcLoad({ port: ctx.server.grpcPort, path: pathOf(AuthService.method.consumeQuota), bodies: state.bodies, headers: state.headers,
+      await rawGrpcLoad({ port: ctx.server.grpcPort, path: grpcPathOf(AuthService.method.consumeQuota), bodies: state.bodies, headers: state.headers,
         connections: RAW_CONNECTIONS, streamsPerConnection: RAW_STREAMS, durationSec: 60, maxCalls: state.bodies.length });
     },
     run: (ctx, state) => rawRound(ctx, AuthService.method.consumeQuota, state.bodies, state.headers),

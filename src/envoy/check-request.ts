@@ -1,7 +1,7 @@
 import type { CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { isIP } from "node:net";
 import { parseIp } from "../keys/ip.js";
-import type { CredentialCarrier, HeaderLookup } from "./credentials.js";
+import { namesAreLowerCase, type CredentialCarrier, type HeaderLookup } from "./credentials.js";
 
 /**
  * The parts of an Envoy `CheckRequest` that Tollgate decides on, read defensively: Envoy's HTTP
@@ -89,20 +89,14 @@ function headerMapOf(parts: CheckRequestParts): Map<string, string> {
   return headers;
 }
 
-const UPPER = /[A-Z]/;
-
 /**
  * The headers as they are, without a copy, when that is safe: a record without a prototype (the
  * wire reader's), non-empty, whose names are all lower-case already (as Envoy sends them).
  */
 function lookupOf(record: Readonly<Record<string, string>>): HeaderLookup | undefined {
-  if (Object.getPrototypeOf(record) !== null) return undefined;
-  let empty = true;
-  for (const name in record) {
-    if (UPPER.test(name)) return undefined;
-    empty = false;
-  }
-  return empty ? undefined : new RecordHeaders(record);
+  if (Object.getPrototypeOf(record) !== null || !namesAreLowerCase(record)) return undefined;
+  for (const _name in record) return new RecordHeaders(record); // not empty
+  return undefined;
 }
 
 class RecordHeaders implements HeaderLookup {

@@ -8,7 +8,7 @@ import type { CheckAllow, CheckDecision } from "./check.js";
 
 /**
  * Encodes a Check decision to CheckResponse wire bytes: the same message `checkResponseFor`
- * builds (test/envoy-wire-response.test.ts decodes both and compares), made faster for the case
+ * builds (test/envoy-wire-codec.test.ts decodes both and compares), made faster for the case
  * that repeats — an allowed request of a known key. Generic encoding of that ~500-byte answer
  * cost ~15 µs a call; here the parts that depend only on the key (status, identity headers,
  * dynamic metadata) are encoded once per key record and the per-request parts (credential

@@ -16,8 +16,8 @@ import type { CheckRequestParts } from "./check-request.js";
  * INVALID_ARGUMENT, as for any undecodable request.
  *
  * Field numbers are those of envoy/service/auth/v3/{external_auth,attribute_context}.proto and
- * envoy/config/core/v3/{address,base}.proto; test/envoy-wire-reader.test.ts compares this reader
- * with `fromBinary` over generated and mutated requests.
+ * envoy/config/core/v3/{address,base}.proto; test/envoy-wire-codec.test.ts compares this reader
+ * with `fromBinary` over generated, merged, truncated and corrupted requests.
  */
 export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
   const s: Scan = {
@@ -146,8 +146,7 @@ function varint64(s: Scan, end: number): void {
 
 /** A string field (after its tag): ASCII is sliced directly, anything else must be valid UTF-8. */
 function string(s: Scan, t: number, end: number): string {
-  if ((t & 7) !== LEN) fail(`field ${t >>> 3} must be length-delimited`);
-  const stop = delimitedEnd(s, end);
+  const stop = message(s, t, end);
   const start = s.p;
   s.p = stop;
   const b = s.b;
@@ -160,6 +159,7 @@ function latin1(b: Buffer, start: number, end: number): string {
   return (b as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
 }
 
+/** The end of a length-delimited field (a sub-message, string or bytes) after its tag; any other wire type is refused. */
 function message(s: Scan, t: number, end: number): number {
   if ((t & 7) !== LEN) fail(`field ${t >>> 3} must be length-delimited`);
   return delimitedEnd(s, end);

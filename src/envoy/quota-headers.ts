@@ -1,3 +1,4 @@
+import { namesAreLowerCase } from "./credentials.js";
 import type { ConsumeOutcome } from "./ports.js";
 
 /** Header names as HTTP/2 and Envoy want them: lower-case. */
@@ -14,16 +15,9 @@ export function lowerCaseHeaders(headers: Readonly<Record<string, string>>): Rec
  */
 export function quotaHeaders(outcome: ConsumeOutcome): Record<string, string> {
   // The quota service's names are lower-case already: copy only when a port's are not.
-  const headers = isLowerCase(outcome.headers) ? outcome.headers : lowerCaseHeaders(outcome.headers);
+  const headers = namesAreLowerCase(outcome.headers) ? outcome.headers : lowerCaseHeaders(outcome.headers);
   if (outcome.allowed || headers["retry-after"] !== undefined) return headers;
   const waitMs = Math.max(0, ...outcome.limits.filter((l) => l.exceeded && !l.shadow).map((l) => l.retryAfterMs));
   if (!Number.isFinite(waitMs)) return headers; // a spent budget without refill: waiting does not help
   return { ...headers, "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) };
-}
-
-const UPPER = /[A-Z]/;
-
-function isLowerCase(headers: Readonly<Record<string, string>>): boolean {
-  for (const name in headers) if (UPPER.test(name)) return false;
-  return true;
 }

@@ -43,7 +43,7 @@ export interface KeyVerifier {
    * Verifies a presented key. A warm key (cached and fresh) is answered synchronously, without a
    * promise, so hot paths can skip a microtask hop; everything else returns a promise.
    */
-  verify(rawCredential: string, clientIp: string): Verification | Promise<Verification>;
+  verify(rawCredential: string, clientIp: string): MaybePromise<Verification>;
   /**
    * The current row of a key by id, for callers that authenticated the key themselves (Authorize
    * or ConsumeQuota with `key_id`). Cached for `ttlMs`, evicted by the same invalidations;

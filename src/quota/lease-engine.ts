@@ -168,18 +168,25 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   }
 
   /**
-   * Takes `cost` from local memory, leasing from the store first if needed; false when the store
-   * cannot grant it (answered from memory while that is known). The take happens synchronously
-   * with the check, so concurrent calls never spend the same token.
+   * Whether `cost` can be taken from tokens this replica holds, without asking the store. Bucket
+   * tokens held longer than `bucketLeaseMs` may not be spent (acquire returns them).
    */
+  function holds(slot: Slot, cost: number): boolean {
+    return slot.local >= cost && !(isBucket(slot.def) && now() - slot.leasedAtMs >= o.bucketLeaseMs);
+  }
+
   /** Takes `cost` tokens already held by this replica, if it holds them (and they may still be spent). */
   function takeLocal(slot: Slot, cost: number): boolean {
-    if (slot.local < cost) return false;
-    if (isBucket(slot.def) && now() - slot.leasedAtMs >= o.bucketLeaseMs) return false; // acquire returns them
+    if (!holds(slot, cost)) return false;
     slot.local -= cost;
     return true;
   }
 
+  /**
+   * Takes `cost` from local memory, leasing from the store first if needed; false when the store
+   * cannot grant it (answered from memory while that is known). The take happens synchronously
+   * with the check, so concurrent calls never spend the same token.
+   */
   async function acquire(slot: Slot, cost: number): Promise<boolean> {
     for (;;) {
       if (isBucket(slot.def) && slot.local > 0 && now() - slot.leasedAtMs >= o.bucketLeaseMs) {
@@ -235,11 +242,6 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       retryAfterMs: fits ? 0 : never ? Number.POSITIVE_INFINITY : slot.windowEndMs - nowMs, exceeded: !fits, charged };
   }
 
-  /** Whether `cost` can be taken from tokens held here, without asking the store (see takeLocal). */
-  function holds(slot: Slot, cost: number): boolean {
-    return slot.local >= cost && !(isBucket(slot.def) && now() - slot.leasedAtMs >= o.bucketLeaseMs);
-  }
-
   /** The warm case: every limit's cost is held here, so the charge completes without a promise. */
   function chargeHeld(slots_: Slot[], cost: number, nowMs: number): LimitOutcome[] | undefined {
     for (const slot of slots_) if (!holds(slot, cost)) return undefined;
@@ -267,7 +269,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
         continue;
       }
       observe(slot, cost, nowMs);
-      // Fast path without a promise: the tokens are already held here (most calls on a warm key).
+      // Tokens already held here need no lease.
       const fits = takeLocal(slot, cost) || (await acquire(slot, cost));
       outcomes.push(outcome(slot, cost, fits, fits ? cost : 0, nowMs));
       if (!fits && !slot.def.shadow) denied = true;

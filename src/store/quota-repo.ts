@@ -174,7 +174,6 @@ export function createQuotaRepo(db: Queryable) {
       await run("DELETE FROM quota_idempotency WHERE expires_at <= $1", [now]);
     },
 
-    /** Adds a batch of usage increments in one statement. */
     /**
      * Adds minute counts to their minute, hour and day roll-ups (UTC) in one statement: the roll-up
      * happens here, so a flush sends one row per key, limit and minute instead of three.
