@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { clientIpOf, readCheckRequest } from "../src/envoy/check-request.js";
-import { DEFAULT_CREDENTIAL_SOURCES, findCredential, parseCredentialSources, type CredentialSource } from "../src/envoy/credentials.js";
+import { credentialLocations, DEFAULT_CREDENTIAL_SOURCES, findCredential, parseCredentialSources, type CredentialSource } from "../src/envoy/credentials.js";
 import { createRouteSettingsReader, readRouteSettings } from "../src/envoy/route-settings.js";
 import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { TollgateError } from "../src/domain/errors.js";
@@ -59,6 +59,21 @@ describe("credential sources", () => {
     expect(findCredential({ headers: new Map(), path: "/x?api_key=q#frag" }, defaults)?.source.kind).toBe("query");
   });
 
+  it("locate every configured credential the request carries, once per name, the same answer for the same combination", () => {
+    const sources = parseCredentialSources("header:x-api-key,bearer,query:api_key,header:x-api-key,query:key") as CredentialSource[];
+    const request = (names: string[], path: string) => ({ headers: new Map(names.map((n) => [n, "v"])), path });
+    expect(credentialLocations(request(["x-api-key", "authorization", "accept"], "/a?key=1&api_key=2"), sources)).toEqual({ headers: ["x-api-key", "authorization"], queryParameters: ["api_key", "key"] });
+    expect(credentialLocations(request(["authorization"], "/a?key="), sources)).toEqual({ headers: ["authorization"], queryParameters: ["key"] });
+    expect(credentialLocations(request([], "/a"), sources)).toEqual({ headers: [], queryParameters: [] });
+    // Remembered per combination (and frozen, as it is shared); another list of sources has its own answers.
+    const first = credentialLocations(request(["x-api-key"], "/b"), sources);
+    expect(credentialLocations(request(["x-api-key"], "/c?other=1"), sources)).toBe(first);
+    expect(Object.isFrozen(first.headers)).toBe(true);
+    const other = parseCredentialSources("header:x-api-key") as CredentialSource[];
+    expect(credentialLocations(request(["x-api-key"], "/b"), other)).not.toBe(first);
+    expect(credentialLocations(request(["x-api-key"], "/b"), other)).toEqual(first);
+  });
+
   it("are configured from TOLLGATE_ENVOY_CREDENTIAL_SOURCES and TOLLGATE_ENVOY_XFF_TRUSTED_HOPS, each problem reported", () => {
     const config = loadConfig({ TOLLGATE_ENVOY_CREDENTIAL_SOURCES: "query:key", TOLLGATE_ENVOY_XFF_TRUSTED_HOPS: "2" });
     expect(config.envoy).toEqual({ credentialSources: [{ kind: "query", name: "key" }], xffTrustedHops: 2 });
@@ -102,15 +117,32 @@ describe("route settings", () => {
 describe("route settings reader", () => {
   it("parses each distinct set of extensions once, and never confuses two sets", () => {
     const read = createRouteSettingsReader(defaults);
-    const a = read({ resource: "a", cost: "5" });
-    expect(read({ resource: "a", cost: "5" })).toBe(a);
-    const b = read({ resource: "a4:cost1:5" });
+    const a = read({ extensions: { resource: "a", cost: "5" } });
+    expect(read({ extensions: { resource: "a", cost: "5" } })).toBe(a);
+    const b = read({ extensions: { resource: "a4:cost1:5" } });
     expect(b).not.toBe(a);
     expect([a.resource, a.cost, b.resource, b.cost]).toEqual(["a", 5, "a4:cost1:5", 1]);
   });
 
   it("reports invalid settings on every request rather than remembering them", () => {
     const read = createRouteSettingsReader(defaults);
-    for (let i = 0; i < 2; i++) expect(() => read({ cost: "-1" })).toThrow(TollgateError);
+    for (let i = 0; i < 2; i++) expect(() => read({ extensions: { cost: "-1" } })).toThrow(TollgateError);
+  });
+
+  it("decodes a wire request's extensions only when their key is not cached yet", () => {
+    const read = createRouteSettingsReader(defaults);
+    let decoded = 0;
+    const request = (key: string, extensions: Record<string, string>) => ({
+      extensionsKey: key,
+      get extensions() {
+        decoded++;
+        return extensions;
+      },
+    });
+    const first = read(request("R1", { cost: "3" }));
+    expect(read(request("R1", { cost: "3" }))).toBe(first);
+    expect(decoded).toBe(1);
+    expect(read(request("R2", { cost: "4" })).cost).toBe(4);
+    expect(decoded).toBe(2);
   });
 });

@@ -27,8 +27,9 @@ function rng(seed: number) {
 }
 type Rng = ReturnType<typeof rng>;
 
-const NAMES = ["x-api-key", "authorization", ":path", ":method", "X-Api-Key", "x-forwarded-for", "x-tenant-id", "user-agent", "", "__proto__", "constructor"];
+const NAMES = ["x-api-key", "authorization", ":path", ":method", "X-Api-Key", "x-forwarded-for", "x-tenant-id", "user-agent", "", "__proto__", "constructor", "ünïcode"];
 const VALUES = ["", "v", "Bearer sk_live_abc", "203.0.113.9, 10.0.0.1", "é ünïcode ✓", "x".repeat(200), "/v1/chat?api_key=k&x=1"];
+const LOOKUPS = [...new Set(NAMES.map((n) => n.toLowerCase())), "x-api-ke", "x-api-keyy", "ünïcode"];
 const ADDRESSES = ["203.0.113.7", "::1", "10.0.0.1", "", "not an ip"];
 
 function record(r: Rng, names: readonly string[], values: readonly string[]): Record<string, string> {
@@ -62,7 +63,9 @@ function randomRequest(r: Rng): MessageInitShape<typeof CheckRequestSchema> {
 function plain(parts: CheckRequestParts, hops = 1) {
   const view = viewOf(parts, hops);
   return { headers: { ...parts.headers }, headerMap: parts.headerMap.map((h) => ({ key: h.key, value: h.value, rawValue: [...h.rawValue] })), path: parts.path, socketAddress: parts.socketAddress,
-    extensions: { ...parts.contextExtensions }, view: { ...view, headers: [...view.headers], extensions: { ...view.extensions }, extensionsKey: undefined } };
+    extensions: { ...parts.contextExtensions }, view: { path: view.path, clientIp: view.clientIp, headers: [...view.headers], extensions: { ...view.extensions } },
+    // Lookups by name too: the wire reader answers them from the request's bytes, without decoding every header.
+    lookups: LOOKUPS.map((name) => [view.headers.get(name), view.headers.has(name)]) };
 }
 
 /** Both readers' outcome: the parts, or that it threw. */
@@ -183,6 +186,17 @@ describe("CheckResponse wire writer", () => {
         }
       }
     }
+  });
+
+  it("reuses a repeated header's encoding only while its value stays the same", () => {
+    // remaining changes every call, reset now and then, the policy never: each answer must still be exact.
+    const reset = ["1764460800", "1764460800", "1764460800", "1764460860", "1764460860", "1764460800", "1764460800"];
+    reset.forEach((at, i) => {
+      const responseHeaders = { "ratelimit-policy": '"requests";q=100;w=60', "x-ratelimit-remaining": String(99 - i), "x-ratelimit-reset": at };
+      const decision: CheckDecision = { allowed: true, code: "VALID", key: keys[i % 2]!, strip: strips[i % 3]!, responseHeaders };
+      const wire = fromBinary(CheckResponseSchema, encodeCheckResponse(decision));
+      expect(equals(CheckResponseSchema, wire, checkResponseFor(decision)), `call ${i}`).toBe(true);
+    });
   });
 
   it("writes denials with the generic encoder", () => {

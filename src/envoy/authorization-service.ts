@@ -44,7 +44,7 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Serv
       deps.onDecision?.("Check", decision.code);
       return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
     };
-    const decision = decide(view, routeSettings(view.extensions, view.extensionsKey), deps);
+    const decision = decide(view, routeSettings(view), deps);
     return isPromise(decision) ? decision.then(answer) : answer(decision);
   }
   // The wire forms are the grpc-js adapter's contract (mountOnGrpc's `decoders`, encode.ts), invisible in connect's types.

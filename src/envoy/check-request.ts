@@ -1,7 +1,7 @@
 import type { CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { isIP } from "node:net";
 import { parseIp } from "../keys/ip.js";
-import { namesAreLowerCase, type CredentialCarrier, type HeaderLookup } from "./credentials.js";
+import type { CredentialCarrier, HeaderLookup } from "./credentials.js";
 
 /**
  * The parts of an Envoy `CheckRequest` that Tollgate decides on, read defensively: Envoy's HTTP
@@ -35,6 +35,11 @@ export interface CheckRequestParts {
   contextExtensions: Readonly<Record<string, string>>;
   /** When read from the wire: a string that is equal exactly when the encoded extensions are (see check-wire.ts). */
   contextExtensionsKey?: string;
+  /**
+   * When read from the wire: `headers` looked up without decoding them all, present when they
+   * are not empty and every name is lower-case (as Envoy sends them).
+   */
+  headerLookup?: HeaderLookup | undefined;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
@@ -66,14 +71,29 @@ export function readCheckRequest(req: CheckRequest, xffTrustedHops: number): Htt
  * `http.path`, falling back to the `:path` pseudo-header.
  */
 export function viewOf(parts: CheckRequestParts, xffTrustedHops: number): HttpRequestView {
-  const headers = lookupOf(parts.headers) ?? headerMapOf(parts);
-  return {
-    path: parts.path || headers.get(":path") || "",
-    headers,
-    clientIp: clientIpOf(parts.socketAddress, headers.get("x-forwarded-for"), xffTrustedHops),
-    extensions: parts.contextExtensions,
-    extensionsKey: parts.contextExtensionsKey,
-  };
+  return new RequestView(parts, xffTrustedHops);
+}
+
+/** The view of some parts; the route's extensions are read only when asked for (see route-settings.ts). */
+class RequestView implements HttpRequestView {
+  readonly path: string;
+  readonly headers: HeaderLookup;
+  readonly clientIp: string;
+  readonly extensionsKey: string | undefined;
+  readonly #parts: CheckRequestParts;
+
+  constructor(parts: CheckRequestParts, xffTrustedHops: number) {
+    this.#parts = parts;
+    const headers = parts.headerLookup ?? headerMapOf(parts);
+    this.headers = headers;
+    this.path = parts.path || headers.get(":path") || "";
+    this.clientIp = clientIpOf(parts.socketAddress, xffTrustedHops > 0 ? headers.get("x-forwarded-for") : undefined, xffTrustedHops);
+    this.extensionsKey = parts.contextExtensionsKey;
+  }
+
+  get extensions(): Readonly<Record<string, string>> {
+    return this.#parts.contextExtensions;
+  }
 }
 
 function headerMapOf(parts: CheckRequestParts): Map<string, string> {
@@ -87,29 +107,6 @@ function headerMapOf(parts: CheckRequestParts): Map<string, string> {
     headers.set(name, prior === undefined ? value : `${prior},${value}`);
   }
   return headers;
-}
-
-/**
- * The headers as they are, without a copy, when that is safe: a record without a prototype (the
- * wire reader's), non-empty, whose names are all lower-case already (as Envoy sends them).
- */
-function lookupOf(record: Readonly<Record<string, string>>): HeaderLookup | undefined {
-  if (Object.getPrototypeOf(record) !== null || !namesAreLowerCase(record)) return undefined;
-  for (const _name in record) return new RecordHeaders(record); // not empty
-  return undefined;
-}
-
-class RecordHeaders implements HeaderLookup {
-  constructor(private readonly record: Readonly<Record<string, string>>) {}
-  get(name: string): string | undefined {
-    return this.record[name];
-  }
-  has(name: string): boolean {
-    return this.record[name] !== undefined;
-  }
-  *[Symbol.iterator](): Iterator<[string, string]> {
-    for (const name in this.record) yield [name, this.record[name]!];
-  }
 }
 
 /**

@@ -62,8 +62,8 @@ function allowResponse(d: CheckAllow): CheckResponse {
       case: "okResponse",
       value: {
         headers: identityHeaders(d.key),
-        headersToRemove: d.strip.headers,
-        queryParametersToRemove: d.strip.queryParameters,
+        headersToRemove: [...d.strip.headers],
+        queryParametersToRemove: [...d.strip.queryParameters],
         responseHeadersToAdd: toHeaders(d.responseHeaders),
       },
     },

@@ -1,4 +1,5 @@
 import type { CheckRequestParts } from "./check-request.js";
+import type { HeaderLookup } from "./credentials.js";
 
 /**
  * Reads the parts of an Envoy `CheckRequest` that a decision needs straight from its wire bytes,
@@ -23,12 +24,13 @@ export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
   const s: Scan = {
     b: Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
     p: 0,
-    headers: Object.create(null) as Record<string, string>,
+    headerSpans: [],
+    upperCaseNames: false,
     headerMap: undefined,
     path: "",
     addressCase: 0,
     socketAddress: "",
-    extensions: Object.create(null) as Record<string, string>,
+    extensionSpans: [],
     extensionsKey: "",
   };
   const end = s.b.length;
@@ -37,27 +39,111 @@ export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
     if (t >>> 3 === 1) attributes(s, message(s, t, end)); // CheckRequest.attributes
     else skip(s, t, end);
   }
-  return {
-    headers: s.headers,
-    headerMap: s.headerMap ?? [],
-    path: s.path,
-    socketAddress: s.addressCase === ADDRESS_SOCKET ? s.socketAddress : "",
-    contextExtensions: s.extensions,
-    contextExtensionsKey: s.extensionsKey,
-  };
+  return new WireCheckParts(s);
+}
+
+/**
+ * What the reader found. Map entries (`http.headers`, `context_extensions`) are kept as byte
+ * ranges of the request and decoded only when read: a Check looks up two or three of Envoy's
+ * dozen-odd headers, and its route's extensions are usually answered from the route cache by
+ * their key alone. Ranges were checked when read (framing, UTF-8), so decoding cannot fail.
+ */
+class WireCheckParts implements CheckRequestParts {
+  readonly headerMap: CheckRequestParts["headerMap"];
+  readonly path: string;
+  readonly socketAddress: string;
+  readonly contextExtensionsKey: string;
+  readonly headerLookup: HeaderLookup | undefined;
+  #b: Buffer;
+  #headerSpans: number[];
+  #extensionSpans: number[];
+  #headers: Record<string, string> | undefined;
+  #extensions: Record<string, string> | undefined;
+
+  constructor(s: Scan) {
+    this.#b = s.b;
+    this.#headerSpans = s.headerSpans;
+    this.#extensionSpans = s.extensionSpans;
+    this.headerMap = s.headerMap ?? [];
+    this.path = s.path;
+    this.socketAddress = s.addressCase === ADDRESS_SOCKET ? s.socketAddress : "";
+    this.contextExtensionsKey = s.extensionsKey;
+    this.headerLookup = s.headerSpans.length > 0 && !s.upperCaseNames ? new WireHeaders(s.b, s.headerSpans) : undefined;
+  }
+
+  get headers(): Readonly<Record<string, string>> {
+    return (this.#headers ??= recordOf(this.#b, this.#headerSpans));
+  }
+
+  get contextExtensions(): Readonly<Record<string, string>> {
+    return (this.#extensions ??= recordOf(this.#b, this.#extensionSpans));
+  }
+}
+
+/** Map entries' ranges (key start, key end, value start, value end; a later key wins) as a record without a prototype. */
+function recordOf(b: Buffer, spans: readonly number[]): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  for (let i = 0; i < spans.length; i += 4) out[text(b, spans[i]!, spans[i + 1]!)] = text(b, spans[i + 2]!, spans[i + 3]!);
+  return out;
+}
+
+/**
+ * `http.headers` looked up in the request's bytes: a name is compared byte by byte with each
+ * entry's key, from the last entry back (a later duplicate wins, as when decoding a map), and
+ * only the value found is decoded. Used only when every name is lower-case, as Envoy sends them.
+ */
+class WireHeaders implements HeaderLookup {
+  constructor(
+    private readonly b: Buffer,
+    private readonly spans: readonly number[],
+  ) {}
+
+  get(name: string): string | undefined {
+    const i = this.find(name);
+    if (i >= 0) return text(this.b, this.spans[i + 2]!, this.spans[i + 3]!);
+    // A name with characters beyond ASCII cannot match bytes one to one: compare decoded keys.
+    return isAscii(name) ? undefined : recordOf(this.b, this.spans)[name];
+  }
+
+  has(name: string): boolean {
+    return this.find(name) >= 0 || (!isAscii(name) && recordOf(this.b, this.spans)[name] !== undefined);
+  }
+
+  /** The index in `spans` of the last entry whose key's bytes are the ASCII `name`, else -1. */
+  private find(name: string): number {
+    const { b, spans } = this;
+    const n = name.length;
+    for (let i = spans.length - 4; i >= 0; i -= 4) {
+      const start = spans[i]!;
+      if (spans[i + 1]! - start !== n) continue;
+      let j = 0;
+      while (j < n && b[start + j] === name.charCodeAt(j)) j++;
+      if (j === n) return i;
+    }
+    return -1;
+  }
+
+  *[Symbol.iterator](): Iterator<[string, string]> {
+    const record = recordOf(this.b, this.spans);
+    for (const name in record) yield [name, record[name]!];
+  }
 }
 
 /** The reader's position and what it has read so far (so a repeated message merges). */
 interface Scan {
   b: Buffer;
   p: number;
-  headers: Record<string, string>;
+  /** `http.headers` entries as ranges: key start, key end, value start, value end. */
+  headerSpans: number[];
+  /** Whether some header name has an upper-case letter (then the view lower-cases a decoded copy). */
+  upperCaseNames: boolean;
   headerMap: { key: string; value: string; rawValue: Uint8Array }[] | undefined;
   path: string;
   /** Which member of `Address.address` was read last (0 = none). */
   addressCase: number;
   socketAddress: string;
-  extensions: Record<string, string>;
+  /** `context_extensions` entries as ranges, as `headerSpans`. */
+  extensionSpans: number[];
   /** The `context_extensions` entries' wire bytes, one char per byte: equal keys mean equal extensions. */
   extensionsKey: string;
 }
@@ -72,6 +158,7 @@ const ADDRESS_SOCKET = 1;
 const MAX_GROUP_DEPTH = 100;
 const EMPTY = new Uint8Array(0);
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 function fail(message: string): never {
   throw new Error(`malformed CheckRequest: ${message}`);
@@ -149,9 +236,35 @@ function string(s: Scan, t: number, end: number): string {
   const stop = message(s, t, end);
   const start = s.p;
   s.p = stop;
-  const b = s.b;
-  for (let i = start; i < stop; i++) if (b[i]! >= 0x80) return strictUtf8.decode(b.subarray(start, stop));
+  return text(s.b, start, stop, true);
+}
+
+/** The text of a string's bytes; `check`: refuse invalid UTF-8 (ranges checked once already need not be). */
+function text(b: Buffer, start: number, stop: number, check = false): string {
+  for (let i = start; i < stop; i++) if (b[i]! >= 0x80) return (check ? strictUtf8 : utf8).decode(b.subarray(start, stop));
   return latin1(b, start, stop);
+}
+
+/** A string field's range (after its tag), its bytes checked as `string` would; returns its end. */
+function stringRange(s: Scan, t: number, end: number): number {
+  const stop = message(s, t, end);
+  for (let i = s.p; i < stop; i++) {
+    if (s.b[i]! >= 0x80) {
+      strictUtf8.decode(s.b.subarray(s.p, stop)); // throws on invalid UTF-8
+      break;
+    }
+  }
+  return stop;
+}
+
+function isAscii(name: string): boolean {
+  for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
+function hasUpperCase(b: Buffer, start: number, stop: number): boolean {
+  for (let i = start; i < stop; i++) if (b[i]! >= 0x41 && b[i]! <= 0x5a) return true;
+  return false;
 }
 
 /** `toString("latin1", start, end)` without its argument checks (Node's own fast path). */
@@ -165,18 +278,29 @@ function message(s: Scan, t: number, end: number): number {
   return delimitedEnd(s, end);
 }
 
-/** A `map<string, string>` entry (missing key or value reads as ""; a later key wins). */
-function entry(s: Scan, t: number, end: number, into: Record<string, string>): void {
+/**
+ * A `map<string, string>` entry, appended to `into` as ranges (a missing key or value is an empty
+ * range; within an entry a later key or value wins).
+ */
+function entry(s: Scan, t: number, end: number, into: number[]): void {
   const stop = message(s, t, end);
-  let key = "";
-  let value = "";
+  let keyStart = 0;
+  let keyEnd = 0;
+  let valueStart = 0;
+  let valueEnd = 0;
   while (s.p < stop) {
     const f = tag(s, stop);
-    if (f >>> 3 === 1) key = string(s, f, stop);
-    else if (f >>> 3 === 2) value = string(s, f, stop);
-    else skip(s, f, stop);
+    if (f >>> 3 === 1) {
+      keyEnd = stringRange(s, f, stop);
+      keyStart = s.p;
+      s.p = keyEnd;
+    } else if (f >>> 3 === 2) {
+      valueEnd = stringRange(s, f, stop);
+      valueStart = s.p;
+      s.p = valueEnd;
+    } else skip(s, f, stop);
   }
-  into[key] = value;
+  into.push(keyStart, keyEnd, valueStart, valueEnd);
 }
 
 /** AttributeContext: source = 1, request = 4, context_extensions = 10. */
@@ -188,7 +312,7 @@ function attributes(s: Scan, end: number): void {
     if (field === 1) peer(s, message(s, t, end));
     else if (field === 4) request(s, message(s, t, end));
     else if (field === 10) {
-      entry(s, t, end, s.extensions);
+      entry(s, t, end, s.extensionSpans);
       s.extensionsKey += latin1(s.b, at, s.p);
     } else skip(s, t, end);
   }
@@ -241,7 +365,10 @@ function http(s: Scan, end: number): void {
   while (s.p < end) {
     const t = tag(s, end);
     const field = t >>> 3;
-    if (field === 3) entry(s, t, end, s.headers);
+    if (field === 3) {
+      entry(s, t, end, s.headerSpans);
+      if (!s.upperCaseNames) s.upperCaseNames = hasUpperCase(s.b, s.headerSpans[s.headerSpans.length - 4]!, s.headerSpans[s.headerSpans.length - 3]!);
+    }
     else if (field === 4) s.path = string(s, t, end);
     else if (field === 13) headerMap(s, message(s, t, end));
     else skip(s, t, end);

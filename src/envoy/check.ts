@@ -4,7 +4,7 @@ import { MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
 import { AUTH_MESSAGES } from "../services/convert.js";
 import { TENANT_ID_PATTERN } from "../services/validate.js";
 import type { HttpRequestView } from "./check-request.js";
-import { credentialLocations, findCredential } from "./credentials.js";
+import { credentialLocations, findCredential, type CredentialLocations } from "./credentials.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import type { Verification } from "../keys/verifier.js";
 import type { Authenticate, Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, DecisionCode } from "./ports.js";
@@ -24,7 +24,7 @@ export interface CheckAllow {
   code: "VALID";
   key: KeyRecord;
   /** Credential headers and query parameters to remove before the request goes upstream. */
-  strip: { headers: string[]; queryParameters: string[] };
+  strip: CredentialLocations;
   /** Rate-limit headers for the end client's response. */
   responseHeaders: Record<string, string>;
 }
@@ -84,7 +84,7 @@ function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps
   return isPromise(outcome) ? outcome.then(next) : next(outcome);
 }
 
-const NOTHING_TO_STRIP: CheckAllow["strip"] = { headers: [], queryParameters: [] };
+const NOTHING_TO_STRIP: CredentialLocations = Object.freeze({ headers: Object.freeze([]), queryParameters: Object.freeze([]) });
 
 function allow(view: HttpRequestView, route: RouteSettings, key: KeyRecord, responseHeaders: Record<string, string>): CheckAllow {
   const strip = route.stripCredentials ? credentialLocations(view, route.credentialSources) : NOTHING_TO_STRIP;

@@ -87,23 +87,47 @@ export function findCredential(request: CredentialCarrier, sources: readonly Cre
   return undefined;
 }
 
+/** Credential headers and query parameters to remove; shared between requests, so never changed. */
+export interface CredentialLocations {
+  readonly headers: readonly string[];
+  readonly queryParameters: readonly string[];
+}
+
+/** Per list of sources: the locations for each set of sources present (bit i = source i present). */
+const locationsBySources = new WeakMap<readonly CredentialSource[], Map<number, CredentialLocations>>();
+/** Lists longer than this (not seen in practice) are answered without the memo. */
+const MAX_MEMO_SOURCES = 30;
+
 /**
  * What to strip before the request goes upstream: every configured credential header and query
  * parameter the request carries, not just the one used, so no credential reaches the upstream.
+ * The answer depends only on which sources are present, so it is built once per combination.
  */
-export function credentialLocations(request: CredentialCarrier, sources: readonly CredentialSource[]): { headers: string[]; queryParameters: string[] } {
+export function credentialLocations(request: CredentialCarrier, sources: readonly CredentialSource[]): CredentialLocations {
+  let present = 0;
+  let query: URLSearchParams | undefined;
+  for (let i = 0; i < sources.length; i++) {
+    const source = sources[i]!;
+    const found = source.kind === "query" ? (query ??= queryOf(request.path)).has(source.name) : request.headers.has(source.name);
+    if (found) present += 2 ** i;
+  }
+  if (sources.length > MAX_MEMO_SOURCES) return locationsOf(sources, present);
+  let memo = locationsBySources.get(sources);
+  if (!memo) locationsBySources.set(sources, (memo = new Map()));
+  let locations = memo.get(present);
+  if (!locations) memo.set(present, (locations = locationsOf(sources, present)));
+  return locations;
+}
+
+function locationsOf(sources: readonly CredentialSource[], present: number): CredentialLocations {
   const headers: string[] = [];
   const queryParameters: string[] = [];
-  let query: URLSearchParams | undefined;
-  for (const source of sources) {
-    if (source.kind === "query") {
-      query ??= queryOf(request.path);
-      if (query.has(source.name) && !queryParameters.includes(source.name)) queryParameters.push(source.name);
-    } else if (request.headers.has(source.name) && !headers.includes(source.name)) {
-      headers.push(source.name);
-    }
-  }
-  return { headers, queryParameters };
+  sources.forEach((source, i) => {
+    if (Math.floor(present / 2 ** i) % 2 === 0) return;
+    const into = source.kind === "query" ? queryParameters : headers;
+    if (!into.includes(source.name)) into.push(source.name);
+  });
+  return Object.freeze({ headers: Object.freeze(headers), queryParameters: Object.freeze(queryParameters) });
 }
 
 /** Read only: the query of a target without one. */

@@ -23,6 +23,8 @@ class QuotaOutcome implements ConsumeOutcome {
   readonly allowed: boolean;
   readonly code: QuotaDecision["code"];
   readonly headers: Record<string, string>;
+  /** quota/headers.ts writes lower-case names only. */
+  readonly lowerCaseNames = true;
   readonly message: string;
   #limits: LimitState[] | undefined;
 

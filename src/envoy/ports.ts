@@ -78,6 +78,8 @@ export interface ConsumeOutcome {
   limits: LimitState[];
   /** Headers for the end client: `RateLimit-Policy`, `RateLimit`, `X-RateLimit-*`, `Retry-After`. */
   headers: Record<string, string>;
+  /** True when every name in `headers` is lower-case already (the quota service's are); else they are lower-cased. */
+  lowerCaseNames?: boolean;
   message: string;
 }
 

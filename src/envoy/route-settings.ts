@@ -67,6 +67,12 @@ export function readRouteSettings(extensions: Readonly<Record<string, string>>, 
   return settings;
 }
 
+/** A request's route extensions; `extensions` is read only when `extensionsKey` (the wire reader's) is not cached. */
+export interface RouteExtensions {
+  readonly extensions: Readonly<Record<string, string>>;
+  readonly extensionsKey?: string | undefined;
+}
+
 /** Most distinct route settings kept parsed; routes are few, so this is never reached in practice. */
 const MAX_CACHED_ROUTES = 1_000;
 
@@ -76,12 +82,14 @@ const MAX_CACHED_ROUTES = 1_000;
  * settings are not remembered; each request with them gets the same INVALID_ARGUMENT. A request
  * read from the wire brings its own key (its extensions' encoded bytes), so none is built.
  */
-export function createRouteSettingsReader(defaultSources: readonly CredentialSource[]): (extensions: Readonly<Record<string, string>>, wireKey?: string) => RouteSettings {
+export function createRouteSettingsReader(defaultSources: readonly CredentialSource[]): (request: RouteExtensions) => RouteSettings {
   const cache = new Map<string, RouteSettings>();
-  return (extensions, wireKey) => {
+  return (request) => {
     // The wire reader's key (the entries' bytes) starts with their tag, "R"; a built one with a digit.
+    const wireKey = request.extensionsKey;
     let key = wireKey ?? "";
     if (wireKey === undefined) {
+      const extensions = request.extensions;
       for (const name in extensions) {
         const value = extensions[name]!;
         key += `${name.length}:${name}${value.length}:${value}`; // length-prefixed: no two sets share a key
@@ -89,7 +97,7 @@ export function createRouteSettingsReader(defaultSources: readonly CredentialSou
     }
     const cached = cache.get(key);
     if (cached) return cached;
-    const settings = readRouteSettings(extensions, defaultSources);
+    const settings = readRouteSettings(request.extensions, defaultSources);
     if (cache.size >= MAX_CACHED_ROUTES) cache.clear();
     cache.set(key, settings);
     return settings;

@@ -1,14 +1,14 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from "prom-client";
 
 /** The service's Prometheus metrics. Every label set is closed (method names, codes, outcomes). */
 export interface Metrics {
   registry: Registry;
-  /** Counts one decision; label children are cached, so the hot path does not hash labels per call. */
+  /** Counts one decision (a plain addition; the count reaches the registry when it is collected). */
   decision(rpc: string, code: string): void;
   /** Counts one verified-key cache lookup by result (hit, miss, stale, negative, throttled). */
   keyCacheLookup(result: string): void;
-  /** Records one finished RPC (count by final code, and duration), with cached label children. */
+  /** Records one finished RPC (count by final code, as `decision` does, and duration, with a cached label child). */
   rpc(service: string, method: string, code: string, seconds: number): void;
   rpcTotal: Counter<"service" | "method" | "code">;
   rpcDuration: Histogram<"service" | "method">;
@@ -18,6 +18,37 @@ export interface Metrics {
   argon2Queue: Gauge;
   dbErrors: Counter<"operation">;
   stop(): void;
+}
+
+/**
+ * Counts for a prom-client counter, kept as plain numbers: the hot path adds 1 to a number found
+ * by a string key, and the counts reach the counter when it is collected (a scrape), so no call
+ * pays for prom-client hashing its labels. Label sets are closed, so the map stays small.
+ */
+class Tally<L extends string> {
+  private readonly counts = new Map<string, { labels: LabelValues<L>; count: number; reported: number }>();
+
+  add(key: string, labels: () => LabelValues<L>): void {
+    const entry = this.counts.get(key);
+    if (entry) entry.count++;
+    else this.counts.set(key, { labels: labels(), count: 1, reported: 0 });
+  }
+
+  /** Hands the counts added since the last report to the counter. */
+  report(counter: Counter<L>): void {
+    for (const entry of this.counts.values()) {
+      if (entry.count === entry.reported) continue;
+      counter.inc(entry.labels, entry.count - entry.reported);
+      entry.reported = entry.count;
+    }
+  }
+}
+
+/** A counter fed by a tally, which it reads when collected. */
+function talliedCounter<L extends string>(config: CounterConfiguration<L>): [Counter<L>, Tally<L>] {
+  const tally = new Tally<L>();
+  const counter: Counter<L> = new Counter<L>({ ...config, collect: () => tally.report(counter) });
+  return [counter, tally];
 }
 
 /** Creates a fresh registry, so that several servers in one process (tests) do not collide. */
@@ -35,7 +66,7 @@ export function createMetrics(): Metrics {
       loopDelay.reset();
     },
   });
-  const rpcTotal = new Counter({ name: "tollgate_rpc_total", help: "RPCs handled, by final status code", labelNames: ["service", "method", "code"], registers: [registry] });
+  const [rpcTotal, rpcTally] = talliedCounter({ name: "tollgate_rpc_total", help: "RPCs handled, by final status code", labelNames: ["service", "method", "code"], registers: [registry] });
   const rpcDuration = new Histogram({
     name: "tollgate_rpc_duration_seconds",
     help: "RPC handling time",
@@ -43,35 +74,24 @@ export function createMetrics(): Metrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
-  const decisions = new Counter({ name: "tollgate_decisions_total", help: "Decisions answered, by code", labelNames: ["rpc", "code"], registers: [registry] });
-  // Label sets are closed (methods x codes), so these maps stay small.
-  const keyCache = new Counter({ name: "tollgate_key_cache_total", help: "Verified-key cache lookups", labelNames: ["result"], registers: [registry] });
-  const decisionChildren = new Map<string, { inc(): void }>();
-  const cacheChildren = new Map<string, { inc(): void }>();
-  const rpcChildren = new Map<string, { inc(): void }>();
+  const [decisions, decisionTally] = talliedCounter({ name: "tollgate_decisions_total", help: "Decisions answered, by code", labelNames: ["rpc", "code"], registers: [registry] });
+  const [keyCache, cacheTally] = talliedCounter({ name: "tollgate_key_cache_total", help: "Verified-key cache lookups", labelNames: ["result"], registers: [registry] });
+  // Label sets are closed (methods x codes), so this map stays small.
   const durationChildren = new Map<string, { observe(v: number): void }>();
   return {
     registry,
     decision(rpc, code) {
-      const k = `${rpc}/${code}`;
-      let child = decisionChildren.get(k);
-      if (!child) decisionChildren.set(k, (child = decisions.labels({ rpc, code })));
-      child.inc();
+      decisionTally.add(`${rpc}/${code}`, () => ({ rpc, code }));
     },
     rpc(service, method, code, seconds) {
       const m = `${service}/${method}`;
-      const k = `${m}/${code}`;
-      let count = rpcChildren.get(k);
-      if (!count) rpcChildren.set(k, (count = rpcTotal.labels({ service, method, code })));
-      count.inc();
+      rpcTally.add(`${m}/${code}`, () => ({ service, method, code }));
       let duration = durationChildren.get(m);
       if (!duration) durationChildren.set(m, (duration = rpcDuration.labels({ service, method })));
       duration.observe(seconds);
     },
     keyCacheLookup(result) {
-      let child = cacheChildren.get(result);
-      if (!child) cacheChildren.set(result, (child = keyCache.labels({ result })));
-      child.inc();
+      cacheTally.add(result, () => ({ result }));
     },
     rpcTotal,
     rpcDuration,

@@ -20,7 +20,19 @@ export class WireWriter {
 
   /** The bytes written since `start()`, as a new buffer. */
   finish(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos));
+    return this.copy(0);
+  }
+
+  /** How many bytes were written since `start()`. */
+  get length(): number {
+    return this.pos;
+  }
+
+  /** The bytes written from `from` (a `length` read earlier) to now, as a new buffer. */
+  copy(from: number): Buffer {
+    const out = Buffer.allocUnsafe(this.pos - from);
+    this.buf.copy(out, 0, from, this.pos);
+    return out;
   }
 
   private room(bytes: number): void {
