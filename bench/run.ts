@@ -37,7 +37,8 @@ function selectScenarios(): Scenario[] {
   const unknown = filter.filter((f) => !allScenarios.some((s) => s.name === f));
   if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(", ")}; known: ${allScenarios.map((s) => s.name).join(", ")}`);
   const wanted = new Set(filter);
-  for (const s of allScenarios) if (wanted.has(s.name) && s.baseline) wanted.add(s.baseline);
+  // BENCH_NO_BASELINES=1: only the named scenarios (to profile one alone); no ratios are printed then.
+  if (process.env.BENCH_NO_BASELINES !== "1") for (const s of allScenarios) if (wanted.has(s.name) && s.baseline) wanted.add(s.baseline);
   return allScenarios.filter((s) => wanted.has(s.name));
 }
 
