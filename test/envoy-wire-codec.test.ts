@@ -12,7 +12,7 @@ import { checkResponseFor } from "../src/envoy/check-response.js";
 import { scanCheckRequest } from "../src/envoy/check-wire.js";
 import { encodeCheckResponse } from "../src/envoy/check-wire-response.js";
 import type { CheckDecision } from "../src/envoy/check.js";
-import { CheckRequestSchema, CheckResponseSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckRequestSchema, CheckResponseSchema, OkHttpResponseSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { HeaderValueOptionSchema } from "../src/gen/envoy/config/core/v3/base_pb.js";
 import { LimitStatusSchema } from "../src/gen/tollgate/v1/quota_pb.js";
 import { WireWriter } from "../src/transport/wire-writer.js";
@@ -222,6 +222,25 @@ describe("CheckResponse wire writer", () => {
     for (const n of [0, 1, 127, 128, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53 - 1]) {
       const status = fromBinary(LimitStatusSchema, w.start().string(1, "n").uint(2, n).finish());
       expect(status.limit).toBe(BigInt(n));
+    }
+  });
+
+  it("WireWriter never writes over an answer it handed out, across slabs and messages that move mid-write", () => {
+    const w = new WireWriter(64); // tiny slabs: most messages move to a new slab while being written
+    const r = rng(7);
+    const handedOut: { bytes: Buffer; value: string }[] = [];
+    for (let i = 0; i < 300; i++) {
+      if (r.chance(0.1)) w.start().string(1, "abandoned").string(2, "y".repeat(r.int(100))); // never finished
+      const value = `${i}:${"v".repeat(r.pick([0, 5, 60, 130, 300]))}`;
+      const option = w.start().begin(6);
+      const header = w.begin(1);
+      w.string(1, "k").string(2, value).end(header);
+      w.uint(3, 2).end(option);
+      handedOut.push({ bytes: w.finish(), value });
+    }
+    for (const { bytes, value } of handedOut) {
+      const wrapped = fromBinary(OkHttpResponseSchema, bytes); // field 6: response_headers_to_add
+      expect(wrapped.responseHeadersToAdd.map((h) => h.header?.value)).toEqual([value]);
     }
   });
 });

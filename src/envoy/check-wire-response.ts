@@ -53,10 +53,10 @@ const stripBytes = new WeakMap<CredentialLocations, Buffer>();
 function stripFields(strip: CredentialLocations): Buffer {
   let bytes = stripBytes.get(strip);
   if (!bytes) {
-    const w = new WireWriter();
+    const w = new WireWriter(256);
     for (const name of strip.headers) w.string(5, name); // headers_to_remove
     for (const name of strip.queryParameters) w.string(8, name); // query_parameters_to_remove
-    stripBytes.set(strip, (bytes = w.finish()));
+    stripBytes.set(strip, (bytes = w.copy(0)));
   }
   return bytes;
 }

@@ -11,20 +11,33 @@ import type { LimitOutcome } from "./lease-engine.js";
  * are never advertised: they are not enforced.
  */
 export function quotaHeaders(outcomes: readonly LimitOutcome[], allowed: boolean, nowMs: number): Record<string, string> {
-  const enforced = outcomes.some((o) => o.def.shadow) ? outcomes.filter((o) => !o.def.shadow) : outcomes;
+  const enforced = anyShadow(outcomes) ? outcomes.filter((o) => !o.def.shadow) : outcomes;
   if (enforced.length === 0) return {};
-  const binding = bindingLimit(enforced);
-  const resetSeconds = Number.isFinite(binding.resetAtMs) ? Math.max(0, Math.ceil((binding.resetAtMs - nowMs) / 1000)) : undefined;
+  const binding = enforced.length === 1 ? enforced[0]! : bindingLimit(enforced);
   const fixed = fixedParts(binding);
-  const headers: Record<string, string> = {
-    "ratelimit-policy": enforced.length === 1 ? fixed.policy : enforced.map((o) => fixedParts(o).policy).join(", "),
-    ratelimit: `${fixed.quotedName};r=${binding.remaining}${resetSeconds !== undefined ? `;t=${resetSeconds}` : ""}`,
-    "x-ratelimit-limit": fixed.limit,
-    "x-ratelimit-remaining": String(binding.remaining),
-  };
-  if (Number.isFinite(binding.resetAtMs)) headers["x-ratelimit-reset"] = fixed.resetAt(binding.resetAtMs);
+  const policy = enforced.length === 1 ? fixed.policy : enforced.map((o) => fixedParts(o).policy).join(", ");
+  const remaining = String(binding.remaining);
+  let headers: Record<string, string>;
+  if (Number.isFinite(binding.resetAtMs)) {
+    const resetSeconds = Math.max(0, Math.ceil((binding.resetAtMs - nowMs) / 1000));
+    // One literal per shape, so every answer's record has the same hidden class.
+    headers = {
+      "ratelimit-policy": policy,
+      ratelimit: `${fixed.quotedName};r=${remaining};t=${resetSeconds}`,
+      "x-ratelimit-limit": fixed.limit,
+      "x-ratelimit-remaining": remaining,
+      "x-ratelimit-reset": fixed.resetAt(binding.resetAtMs),
+    };
+  } else {
+    headers = { "ratelimit-policy": policy, ratelimit: `${fixed.quotedName};r=${remaining}`, "x-ratelimit-limit": fixed.limit, "x-ratelimit-remaining": remaining };
+  }
   if (!allowed && Number.isFinite(binding.retryAfterMs)) headers["retry-after"] = String(Math.max(1, Math.ceil(binding.retryAfterMs / 1000)));
   return headers;
+}
+
+function anyShadow(outcomes: readonly LimitOutcome[]): boolean {
+  for (const o of outcomes) if (o.def.shadow) return true;
+  return false;
 }
 
 /** Header parts that change only with a limit's capacity and window: a hot key sends the same ones on every call. */
