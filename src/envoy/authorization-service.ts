@@ -38,14 +38,14 @@ export const checkWireDecoders = { check: (bytes: Uint8Array) => new WireCheckRe
  */
 export function createAuthorizationService(deps: AuthorizationServiceDeps): ServiceImpl<typeof Authorization> {
   const routeSettings = createRouteSettingsReader(deps.credentialSources);
+  function answer(decision: CheckDecision, ctx: HandlerContext) {
+    deps.onDecision?.("Check", decision.code);
+    return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
+  }
   function check(req: CheckRequest | WireCheckRequest, ctx: HandlerContext) {
     const view = viewOf(req instanceof WireCheckRequest ? req.parts : partsOf(req), deps.xffTrustedHops);
-    const answer = (decision: CheckDecision) => {
-      deps.onDecision?.("Check", decision.code);
-      return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
-    };
     const decision = decide(view, routeSettings(view), deps);
-    return isPromise(decision) ? decision.then(answer) : answer(decision);
+    return isPromise(decision) ? decision.then((d) => answer(d, ctx)) : answer(decision, ctx);
   }
   // The wire forms are the grpc-js adapter's contract (mountOnGrpc's `decoders`, encode.ts), invisible in connect's types.
   return { check: check as unknown as ServiceImpl<typeof Authorization>["check"] };

@@ -26,6 +26,7 @@ export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
     p: 0,
     headerSpans: [],
     upperCaseNames: false,
+    nonAscii: false,
     headerMap: undefined,
     path: "",
     addressCase: 0,
@@ -68,7 +69,7 @@ class WireCheckParts implements CheckRequestParts {
     this.path = s.path;
     this.socketAddress = s.addressCase === ADDRESS_SOCKET ? s.socketAddress : "";
     this.contextExtensionsKey = s.extensionsKey;
-    this.headerLookup = s.headerSpans.length > 0 && !s.upperCaseNames ? new WireHeaders(s.b, s.headerSpans) : undefined;
+    this.headerLookup = s.headerSpans.length > 0 && !s.upperCaseNames ? new WireHeaders(s.b, s.headerSpans, !s.nonAscii) : undefined;
   }
 
   get headers(): Readonly<Record<string, string>> {
@@ -96,11 +97,13 @@ class WireHeaders implements HeaderLookup {
   constructor(
     private readonly b: Buffer,
     private readonly spans: readonly number[],
+    /** Every key and value is ASCII (checked while reading): values are sliced without looking at them again. */
+    private readonly ascii: boolean,
   ) {}
 
   get(name: string): string | undefined {
     const i = this.find(name);
-    if (i >= 0) return text(this.b, this.spans[i + 2]!, this.spans[i + 3]!);
+    if (i >= 0) return this.ascii ? latin1(this.b, this.spans[i + 2]!, this.spans[i + 3]!) : text(this.b, this.spans[i + 2]!, this.spans[i + 3]!);
     // A name with characters beyond ASCII cannot match bytes one to one: compare decoded keys.
     return isAscii(name) ? undefined : recordOf(this.b, this.spans)[name];
   }
@@ -137,6 +140,8 @@ interface Scan {
   headerSpans: number[];
   /** Whether some header name has an upper-case letter (then the view lower-cases a decoded copy). */
   upperCaseNames: boolean;
+  /** Whether some map entry read so far has bytes beyond ASCII (else every range is latin1-sliced as it is). */
+  nonAscii: boolean;
   headerMap: { key: string; value: string; rawValue: Uint8Array }[] | undefined;
   path: string;
   /** Which member of `Address.address` was read last (0 = none). */
@@ -251,6 +256,7 @@ function stringRange(s: Scan, t: number, end: number): number {
   for (let i = s.p; i < stop; i++) {
     if (s.b[i]! >= 0x80) {
       strictUtf8.decode(s.b.subarray(s.p, stop)); // throws on invalid UTF-8
+      s.nonAscii = true;
       break;
     }
   }

@@ -56,12 +56,11 @@ export function decide(view: HttpRequestView, route: RouteSettings, deps: CheckD
   if (!found) return deny("MISSING_CREDENTIAL", AUTH_MESSAGES.MISSING_CREDENTIAL!);
   if (found.value.length > MAX_CREDENTIAL_LENGTH) return deny("MALFORMED_CREDENTIAL", AUTH_MESSAGES.MALFORMED_CREDENTIAL!);
   const verification = deps.authenticate(found.value, view.clientIp);
-  const next = (v: Verification) => authenticated(view, route, deps, v);
-  return isPromise(verification) ? verification.then(next) : next(verification);
+  return isPromise(verification) ? verification.then((v) => authenticated(view, route, deps, v)) : authenticated(view, route, deps, verification);
 }
 
 // The steps after the first, each run at once when the one before answered synchronously (a warm
-// key: the whole decision then completes without a promise).
+// key: the whole decision then completes without a promise, and without a closure per step).
 
 function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, verification: Verification): MaybePromise<CheckDecision> {
   const key = verification.key;
@@ -69,19 +68,20 @@ function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckD
     return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
   }
   const refused = authorizeStep(view, route, key, deps);
-  const next = (r: CheckDeny | undefined) => r ?? chargeStep(view, route, deps, key);
-  return isPromise(refused) ? refused.then(next) : next(refused);
+  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, key));
+  return refused ?? chargeStep(view, route, deps, key);
 }
 
 function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, key: KeyRecord): MaybePromise<CheckDecision> {
   if (route.limits === undefined || (!deps.consume && route.limits.length === 0)) return allow(view, route, key, {});
   if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
   const outcome = deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
-  const next = (o: ConsumeOutcome): CheckDecision => {
-    const responseHeaders = quotaHeaders(o);
-    return o.allowed ? allow(view, route, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
-  };
-  return isPromise(outcome) ? outcome.then(next) : next(outcome);
+  return isPromise(outcome) ? outcome.then((o) => charged(view, route, key, o)) : charged(view, route, key, outcome);
+}
+
+function charged(view: HttpRequestView, route: RouteSettings, key: KeyRecord, o: ConsumeOutcome): CheckDecision {
+  const responseHeaders = quotaHeaders(o);
+  return o.allowed ? allow(view, route, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
 }
 
 const NOTHING_TO_STRIP: CredentialLocations = Object.freeze({ headers: Object.freeze([]), queryParameters: Object.freeze([]) });

@@ -22,21 +22,39 @@ export interface Metrics {
 
 /**
  * Counts for a prom-client counter, kept as plain numbers: the hot path adds 1 to a number found
- * by a string key, and the counts reach the counter when it is collected (a scrape), so no call
- * pays for prom-client hashing its labels. Label sets are closed, so the map stays small.
+ * by its label values (up to three, looked up level by level, so no key string is built), and the
+ * counts reach the counter when it is collected (a scrape): no call pays for prom-client hashing
+ * its labels. Label sets are closed (methods × codes), so the maps stay small.
  */
 class Tally<L extends string> {
-  private readonly counts = new Map<string, { labels: LabelValues<L>; count: number; reported: number }>();
+  private readonly tree = new Map<string, Map<string, Map<string, TallyEntry<L>>>>();
+  private readonly entries: TallyEntry<L>[] = [];
 
-  add(key: string, labels: () => LabelValues<L>): void {
-    const entry = this.counts.get(key);
+  constructor(private readonly names: readonly L[]) {}
+
+  /** Adds 1 for these label values, in the order of the counter's label names. */
+  add(a: string, b = "", c = ""): void {
+    const entry = this.tree.get(a)?.get(b)?.get(c);
     if (entry) entry.count++;
-    else this.counts.set(key, { labels: labels(), count: 1, reported: 0 });
+    else this.create(a, b, c).count++;
+  }
+
+  private create(a: string, b: string, c: string): TallyEntry<L> {
+    const values = [a, b, c];
+    const labels = Object.fromEntries(this.names.map((name, i) => [name, values[i]!])) as LabelValues<L>;
+    const entry = { labels, count: 0, reported: 0 };
+    let level1 = this.tree.get(a);
+    if (!level1) this.tree.set(a, (level1 = new Map()));
+    let level2 = level1.get(b);
+    if (!level2) level1.set(b, (level2 = new Map()));
+    level2.set(c, entry);
+    this.entries.push(entry);
+    return entry;
   }
 
   /** Hands the counts added since the last report to the counter. */
   report(counter: Counter<L>): void {
-    for (const entry of this.counts.values()) {
+    for (const entry of this.entries) {
       if (entry.count === entry.reported) continue;
       counter.inc(entry.labels, entry.count - entry.reported);
       entry.reported = entry.count;
@@ -44,9 +62,15 @@ class Tally<L extends string> {
   }
 }
 
+interface TallyEntry<L extends string> {
+  labels: LabelValues<L>;
+  count: number;
+  reported: number;
+}
+
 /** A counter fed by a tally, which it reads when collected. */
-function talliedCounter<L extends string>(config: CounterConfiguration<L>): [Counter<L>, Tally<L>] {
-  const tally = new Tally<L>();
+function talliedCounter<L extends string>(config: CounterConfiguration<L> & { labelNames: readonly L[] }): [Counter<L>, Tally<L>] {
+  const tally = new Tally<L>(config.labelNames);
   const counter: Counter<L> = new Counter<L>({ ...config, collect: () => tally.report(counter) });
   return [counter, tally];
 }
@@ -77,21 +101,22 @@ export function createMetrics(): Metrics {
   const [decisions, decisionTally] = talliedCounter({ name: "tollgate_decisions_total", help: "Decisions answered, by code", labelNames: ["rpc", "code"], registers: [registry] });
   const [keyCache, cacheTally] = talliedCounter({ name: "tollgate_key_cache_total", help: "Verified-key cache lookups", labelNames: ["result"], registers: [registry] });
   // Label sets are closed (methods x codes), so this map stays small.
-  const durationChildren = new Map<string, { observe(v: number): void }>();
+  const durationChildren = new Map<string, Map<string, { observe(v: number): void }>>();
   return {
     registry,
     decision(rpc, code) {
-      decisionTally.add(`${rpc}/${code}`, () => ({ rpc, code }));
+      decisionTally.add(rpc, code);
     },
     rpc(service, method, code, seconds) {
-      const m = `${service}/${method}`;
-      rpcTally.add(`${m}/${code}`, () => ({ service, method, code }));
-      let duration = durationChildren.get(m);
-      if (!duration) durationChildren.set(m, (duration = rpcDuration.labels({ service, method })));
+      rpcTally.add(service, method, code);
+      let byMethod = durationChildren.get(service);
+      if (!byMethod) durationChildren.set(service, (byMethod = new Map()));
+      let duration = byMethod.get(method);
+      if (!duration) byMethod.set(method, (duration = rpcDuration.labels({ service, method })));
       duration.observe(seconds);
     },
     keyCacheLookup(result) {
-      cacheTally.add(result, () => ({ result }));
+      cacheTally.add(result);
     },
     rpcTotal,
     rpcDuration,
