@@ -114,7 +114,9 @@ export async function startBenchServer(env: Record<string, string>): Promise<Ben
   const { DATABASE_URL: _ignored, ...inherited } = process.env;
   // BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it exits (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...profile, compiledServer()], {
+  // BENCH_NODE_FLAGS: more flags for the server's node (e.g. `--trace-gc`, or a V8 heap setting to compare).
+  const flags = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...flags, ...profile, compiledServer()], {
     env: { ...inherited, ...serverEnv },
     stdio: ["ignore", log.fd, "pipe"],
   });

@@ -183,7 +183,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const reflection = createReflectionServices({
     files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_tollgate_v1_limit_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
   });
-  const pipeline = { logger, metrics, accessLogger: createAccessLogger(logger) };
+  const accessLogger = createAccessLogger(logger);
+  const pipeline = { logger, metrics, accessLogger };
   const rotateKey = createRotateKeyHandler({
     rotator: createKeyRotator({ pool, hasher, now, onRotated: (keyId) => verifier.invalidate(keyId) }),
     verifier, adminAuth,
@@ -276,6 +277,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await embedded?.stop();
     metrics.stop();
     logger.info("tollgate stopped");
+    flushLogs(accessLogger); // its batch first, into the shared destination
     flushLogs(logger);
   }
 

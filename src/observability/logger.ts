@@ -79,8 +79,50 @@ export function flushLogs(logger: Logger): void {
  * It skips the redaction pass and the message scrubbing, which measured ~8 % of a no-op call's CPU:
  * access lines carry only fields the pipeline builds itself (method, status code, duration, and a
  * request id that is accepted only when it matches a strict pattern), never request content.
+ * Its lines reach the destination in batches (see LineBatcher), at least every 100 ms; flush it
+ * (`flushLogs`) before the process logger on shutdown.
  */
 export function createAccessLogger(logger: Logger): Logger {
-  const destination = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
-  return pino({ level: logger.level, base: { service: "tollgate" }, formatters: { level: (label) => ({ level: label }) } }, destination);
+  const destination = (logger as unknown as Record<symbol, pino.DestinationStream | undefined>)[pino.symbols.streamSym] ?? pino.destination({ dest: 1, sync: false });
+  const access = pino({ level: logger.level, base: { service: "tollgate" }, formatters: { level: (label) => ({ level: label }) } }, new LineBatcher(destination));
+  setInterval(() => flushLogs(access), 100).unref();
+  return access;
+}
+
+/**
+ * Hands lines to a destination in batches of ~16 KB. The destination (sonic-boom) appends each
+ * write to its pending string and measures that string's UTF-8 length every time, which flattens
+ * it: one line per write copied ~7 KB per call and kept megabytes of log text alive across
+ * young-generation collections (about a fifth of a no-op call's CPU went to the collector).
+ * One joined batch per write costs it one measurement and one copy.
+ */
+export class LineBatcher {
+  private lines: string[] = [];
+  private chars = 0;
+
+  constructor(
+    private readonly destination: pino.DestinationStream & { flush?(cb?: (err?: Error | null) => void): void },
+    private readonly batchChars = 16 * 1024,
+  ) {}
+
+  write(line: string): void {
+    this.lines.push(line);
+    this.chars += line.length;
+    if (this.chars >= this.batchChars) this.writeBatch();
+  }
+
+  /** Writes the pending lines out, then flushes the destination (as pino's `logger.flush` asks). */
+  flush(cb?: (err?: Error | null) => void): void {
+    this.writeBatch();
+    if (this.destination.flush) this.destination.flush(cb);
+    else cb?.();
+  }
+
+  private writeBatch(): void {
+    if (this.lines.length === 0) return;
+    const batch = this.lines.join("");
+    this.lines = [];
+    this.chars = 0;
+    this.destination.write(batch);
+  }
 }
