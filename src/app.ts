@@ -215,7 +215,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const serviceNames = services.map(([s]) => s.typeName).filter((n) => !n.startsWith("grpc."));
 
   const shutdown = new AbortController();
-  const grpcServer = new grpc.Server({ "grpc.keepalive_permit_without_calls": 1, "grpc.max_receive_message_length": 1024 * 1024 });
+  // Channelz is not served here, and its per-call trackers cost every call ~1.5 KB of allocation and a clock read.
+  const grpcServer = new grpc.Server({ "grpc.keepalive_permit_without_calls": 1, "grpc.max_receive_message_length": 1024 * 1024, "grpc.enable_channelz": 0 });
   for (const [service, impl, decoders] of services) mountOnGrpc(grpcServer, service, impl, shutdown.signal, decoders);
   const grpcPort = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
