@@ -2,9 +2,9 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { acceptsEncoded } from "../transport/encode.js";
 import type { Authorization, CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { CredentialSource } from "./credentials.js";
-import { partsOf, viewOf, type CheckRequestParts } from "./check-request.js";
+import { partsOf, viewOf } from "./check-request.js";
 import { checkResponseFor } from "./check-response.js";
-import { scanCheckRequest } from "./check-wire.js";
+import { scanCheckRequest, WireCheckParts } from "./check-wire.js";
 import { encodeCheckResponse } from "./check-wire-response.js";
 import { decide, type CheckDecision, type CheckDeps } from "./check.js";
 import { isPromise } from "../domain/maybe-promise.js";
@@ -20,15 +20,10 @@ export interface AuthorizationServiceDeps extends CheckDeps {
 }
 
 /**
- * A CheckRequest read straight from its wire bytes by the grpc-js listener (see
- * `checkWireDecoders`); the connect listener passes decoded messages.
+ * The grpc-js listener's decoder for Check: wire bytes → the parts a decision reads (see
+ * check-wire.ts); the connect listener passes decoded messages.
  */
-export class WireCheckRequest {
-  constructor(readonly parts: CheckRequestParts) {}
-}
-
-/** The grpc-js listener's decoder for Check: wire bytes → WireCheckRequest (see check-wire.ts). */
-export const checkWireDecoders = { check: (bytes: Uint8Array) => new WireCheckRequest(scanCheckRequest(bytes)) };
+export const checkWireDecoders = { check: scanCheckRequest };
 
 /**
  * `envoy.service.auth.v3.Authorization/Check` for Envoy's ext_authz filter: decode the request,
@@ -42,8 +37,8 @@ export function createAuthorizationService(deps: AuthorizationServiceDeps): Serv
     deps.onDecision?.("Check", decision.code);
     return acceptsEncoded(ctx) ? encodeCheckResponse(decision) : checkResponseFor(decision);
   }
-  function check(req: CheckRequest | WireCheckRequest, ctx: HandlerContext) {
-    const view = viewOf(req instanceof WireCheckRequest ? req.parts : partsOf(req), deps.xffTrustedHops);
+  function check(req: CheckRequest | WireCheckParts, ctx: HandlerContext) {
+    const view = viewOf(req instanceof WireCheckParts ? req : partsOf(req), deps.xffTrustedHops);
     const decision = decide(view, routeSettings(view), deps);
     return isPromise(decision) ? decision.then((d) => answer(d, ctx)) : answer(decision, ctx);
   }

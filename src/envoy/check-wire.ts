@@ -20,101 +20,87 @@ import type { HeaderLookup } from "./credentials.js";
  * envoy/config/core/v3/{address,base}.proto; test/envoy-wire-codec.test.ts compares this reader
  * with `fromBinary` over generated, merged, truncated and corrupted requests.
  */
-export function scanCheckRequest(bytes: Uint8Array): CheckRequestParts {
-  const s: Scan = {
-    b: Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-    p: 0,
-    headerSpans: [],
-    upperCaseNames: false,
-    nonAscii: false,
-    headerMap: undefined,
-    path: "",
-    addressCase: 0,
-    socketAddress: "",
-    extensionSpans: [],
-    extensionsKey: "",
-  };
+export function scanCheckRequest(bytes: Uint8Array): WireCheckParts {
+  const s = new WireCheckParts(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   const end = s.b.length;
   while (s.p < end) {
     const t = tag(s, end);
     if (t >>> 3 === 1) attributes(s, message(s, t, end)); // CheckRequest.attributes
     else skip(s, t, end);
   }
-  return new WireCheckParts(s);
+  return s;
 }
 
 /**
- * What the reader found. Map entries (`http.headers`, `context_extensions`) are kept as byte
- * ranges of the request and decoded only when read: a Check looks up two or three of Envoy's
- * dozen-odd headers, and its route's extensions are usually answered from the route cache by
- * their key alone. Ranges were checked when read (framing, UTF-8), so decoding cannot fail.
+ * What the reader found, and the reader's own state while it reads (one object per request).
+ * Map entries (`http.headers`, `context_extensions`) are kept as byte ranges of the request and
+ * decoded only when read: a Check looks up two or three of Envoy's dozen-odd headers, and its
+ * route's extensions are usually answered from the route cache by their key alone. Ranges were
+ * checked when read (framing, UTF-8), so decoding cannot fail.
+ *
+ * It is also the request's `http.headers` lookup (`headerLookup`): a name is compared byte by
+ * byte with each entry's key, from the last entry back (a later duplicate wins, as when decoding
+ * a map), and only the value found is decoded. Used only when every name is lower-case, as Envoy
+ * sends them.
  */
-class WireCheckParts implements CheckRequestParts {
-  readonly headerMap: CheckRequestParts["headerMap"];
-  readonly path: string;
-  readonly socketAddress: string;
-  readonly contextExtensionsKey: string;
-  readonly headerLookup: HeaderLookup | undefined;
-  #b: Buffer;
-  #headerSpans: number[];
-  #extensionSpans: number[];
+export class WireCheckParts implements CheckRequestParts, HeaderLookup {
+  /** The reader's position. */
+  p = 0;
+  /** `http.headers` entries as ranges: key start, key end, value start, value end. */
+  headerSpans: number[] = [];
+  /** Whether some header name has an upper-case letter (then the view lower-cases a decoded copy). */
+  upperCaseNames = false;
+  /** Whether some map entry has bytes beyond ASCII (else every range is latin1-sliced as it is). */
+  nonAscii = false;
+  headerMapEntries: { key: string; value: string; rawValue: Uint8Array }[] | undefined = undefined;
+  path = "";
+  /** Which member of `Address.address` was read last (0 = none). */
+  addressCase = 0;
+  socketAddressRead = "";
+  /** `context_extensions` entries as ranges, as `headerSpans`. */
+  extensionSpans: number[] = [];
+  /** The `context_extensions` entries' wire bytes, one char per byte: equal keys mean equal extensions. */
+  contextExtensionsKey = "";
   #headers: Record<string, string> | undefined;
   #extensions: Record<string, string> | undefined;
 
-  constructor(s: Scan) {
-    this.#b = s.b;
-    this.#headerSpans = s.headerSpans;
-    this.#extensionSpans = s.extensionSpans;
-    this.headerMap = s.headerMap ?? [];
-    this.path = s.path;
-    this.socketAddress = s.addressCase === ADDRESS_SOCKET ? s.socketAddress : "";
-    this.contextExtensionsKey = s.extensionsKey;
-    this.headerLookup = s.headerSpans.length > 0 && !s.upperCaseNames ? new WireHeaders(s.b, s.headerSpans, !s.nonAscii) : undefined;
+  constructor(readonly b: Buffer) {}
+
+  get headerMap(): CheckRequestParts["headerMap"] {
+    return this.headerMapEntries ?? NO_ENTRIES;
+  }
+
+  get socketAddress(): string {
+    return this.addressCase === ADDRESS_SOCKET ? this.socketAddressRead : "";
+  }
+
+  get headerLookup(): HeaderLookup | undefined {
+    return this.headerSpans.length > 0 && !this.upperCaseNames ? this : undefined;
   }
 
   get headers(): Readonly<Record<string, string>> {
-    return (this.#headers ??= recordOf(this.#b, this.#headerSpans));
+    return (this.#headers ??= recordOf(this.b, this.headerSpans));
   }
 
   get contextExtensions(): Readonly<Record<string, string>> {
-    return (this.#extensions ??= recordOf(this.#b, this.#extensionSpans));
+    return (this.#extensions ??= recordOf(this.b, this.extensionSpans));
   }
-}
-
-/** Map entries' ranges (key start, key end, value start, value end; a later key wins) as a record without a prototype. */
-function recordOf(b: Buffer, spans: readonly number[]): Record<string, string> {
-  const out = Object.create(null) as Record<string, string>;
-  for (let i = 0; i < spans.length; i += 4) out[text(b, spans[i]!, spans[i + 1]!)] = text(b, spans[i + 2]!, spans[i + 3]!);
-  return out;
-}
-
-/**
- * `http.headers` looked up in the request's bytes: a name is compared byte by byte with each
- * entry's key, from the last entry back (a later duplicate wins, as when decoding a map), and
- * only the value found is decoded. Used only when every name is lower-case, as Envoy sends them.
- */
-class WireHeaders implements HeaderLookup {
-  constructor(
-    private readonly b: Buffer,
-    private readonly spans: readonly number[],
-    /** Every key and value is ASCII (checked while reading): values are sliced without looking at them again. */
-    private readonly ascii: boolean,
-  ) {}
 
   get(name: string): string | undefined {
     const i = this.find(name);
-    if (i >= 0) return this.ascii ? latin1(this.b, this.spans[i + 2]!, this.spans[i + 3]!) : text(this.b, this.spans[i + 2]!, this.spans[i + 3]!);
+    const spans = this.headerSpans;
+    if (i >= 0) return this.nonAscii ? text(this.b, spans[i + 2]!, spans[i + 3]!) : latin1(this.b, spans[i + 2]!, spans[i + 3]!);
     // A name with characters beyond ASCII cannot match bytes one to one: compare decoded keys.
-    return isAscii(name) ? undefined : recordOf(this.b, this.spans)[name];
+    return isAscii(name) ? undefined : this.headers[name];
   }
 
   has(name: string): boolean {
-    return this.find(name) >= 0 || (!isAscii(name) && recordOf(this.b, this.spans)[name] !== undefined);
+    return this.find(name) >= 0 || (!isAscii(name) && this.headers[name] !== undefined);
   }
 
-  /** The index in `spans` of the last entry whose key's bytes are the ASCII `name`, else -1. */
+  /** The index in `headerSpans` of the last entry whose key's bytes are the ASCII `name`, else -1. */
   private find(name: string): number {
-    const { b, spans } = this;
+    const { b, headerSpans: spans } = this;
     const n = name.length;
     for (let i = spans.length - 4; i >= 0; i -= 4) {
       const start = spans[i]!;
@@ -127,30 +113,18 @@ class WireHeaders implements HeaderLookup {
   }
 
   *[Symbol.iterator](): Iterator<[string, string]> {
-    const record = recordOf(this.b, this.spans);
+    const record = this.headers;
     for (const name in record) yield [name, record[name]!];
   }
 }
 
-/** The reader's position and what it has read so far (so a repeated message merges). */
-interface Scan {
-  b: Buffer;
-  p: number;
-  /** `http.headers` entries as ranges: key start, key end, value start, value end. */
-  headerSpans: number[];
-  /** Whether some header name has an upper-case letter (then the view lower-cases a decoded copy). */
-  upperCaseNames: boolean;
-  /** Whether some map entry read so far has bytes beyond ASCII (else every range is latin1-sliced as it is). */
-  nonAscii: boolean;
-  headerMap: { key: string; value: string; rawValue: Uint8Array }[] | undefined;
-  path: string;
-  /** Which member of `Address.address` was read last (0 = none). */
-  addressCase: number;
-  socketAddress: string;
-  /** `context_extensions` entries as ranges, as `headerSpans`. */
-  extensionSpans: number[];
-  /** The `context_extensions` entries' wire bytes, one char per byte: equal keys mean equal extensions. */
-  extensionsKey: string;
+type Scan = WireCheckParts;
+
+/** Map entries' ranges (key start, key end, value start, value end; a later key wins) as a record without a prototype. */
+function recordOf(b: Buffer, spans: readonly number[]): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  for (let i = 0; i < spans.length; i += 4) out[text(b, spans[i]!, spans[i + 1]!)] = text(b, spans[i + 2]!, spans[i + 3]!);
+  return out;
 }
 
 const VARINT = 0;
@@ -162,6 +136,7 @@ const I32 = 5;
 const ADDRESS_SOCKET = 1;
 const MAX_GROUP_DEPTH = 100;
 const EMPTY = new Uint8Array(0);
+const NO_ENTRIES: CheckRequestParts["headerMap"] = [];
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
@@ -319,7 +294,7 @@ function attributes(s: Scan, end: number): void {
     else if (field === 4) request(s, message(s, t, end));
     else if (field === 10) {
       entry(s, t, end, s.extensionSpans);
-      s.extensionsKey += latin1(s.b, at, s.p);
+      s.contextExtensionsKey += latin1(s.b, at, s.p);
     } else skip(s, t, end);
   }
 }
@@ -337,7 +312,7 @@ function peer(s: Scan, end: number): void {
       const a = tag(s, addressEnd);
       const member = a >>> 3;
       if (member === ADDRESS_SOCKET) {
-        if (s.addressCase !== ADDRESS_SOCKET) s.socketAddress = "";
+        if (s.addressCase !== ADDRESS_SOCKET) s.socketAddressRead = "";
         s.addressCase = ADDRESS_SOCKET;
         socketAddress(s, message(s, a, addressEnd));
       } else if (member === 2 || member === 3) {
@@ -352,7 +327,7 @@ function peer(s: Scan, end: number): void {
 function socketAddress(s: Scan, end: number): void {
   while (s.p < end) {
     const t = tag(s, end);
-    if (t >>> 3 === 2) s.socketAddress = string(s, t, end);
+    if (t >>> 3 === 2) s.socketAddressRead = string(s, t, end);
     else skip(s, t, end);
   }
 }
@@ -402,6 +377,6 @@ function headerMap(s: Scan, end: number): void {
         s.p = rawEnd;
       } else skip(s, f, stop);
     }
-    (s.headerMap ??= []).push(h);
+    (s.headerMapEntries ??= []).push(h);
   }
 }
