@@ -75,7 +75,7 @@ export async function latencies(logPath: string, durationSec: number): Promise<n
 export async function runH2load(url: string, bodyPath: string, logPath: string, shape: LoadShape, onMeasuring?: () => void, headers: Record<string, string> = {}): Promise<LoadResult> {
   const args = [
     `-t${shape.threads}`, `-c${shape.connections}`, `-m${shape.streams}`,
-    "-D", String(shape.durationSec), `--warm-up-time=${shape.warmUpSec}`,
+    "-D", String(shape.durationSec), `--warm-up-time=${Math.round(shape.warmUpSec * 1000)}ms`,
     "-d", bodyPath, "-H", "content-type: application/grpc", "-H", "te: trailers",
     ...Object.entries(headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]),
     `--log-file=${logPath}`, url,

@@ -220,6 +220,12 @@ describe("Check with malformed attributes answers a decision, never INTERNAL", (
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect(limited.headers.get("x-ratelimit-remaining")).toBe("0");
   });
+
+  it("charges each route its own cost, however the routes interleave", async () => {
+    const { secret } = await seedKey(app, { tenantId: "acme", plan: "free" });
+    const remaining = async (cost: string) => allowed(await envoy.check({ headers: { "x-api-key": secret }, contextExtensions: { limits: "chat", cost } })).responseHeaders.get("x-ratelimit-remaining");
+    expect([await remaining("3"), await remaining("2"), await remaining("3"), await remaining("1")]).toEqual(["7", "5", "2", "1"]);
+  });
 });
 
 describe("ShouldRateLimit on the server as wired", () => {

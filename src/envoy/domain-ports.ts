@@ -3,7 +3,7 @@ import { decide } from "../policy/decide.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import { isQueryError, parseQuery, queryError, type QueryNode } from "../policy/query.js";
 import { quotaSubjectOf } from "../quota/limits.js";
-import { QUOTA_MESSAGES, type QuotaDecision, type QuotaService } from "../quota/quota-service.js";
+import { QUOTA_MESSAGES, type QuotaDecision, type QuotaRequest, type QuotaService } from "../quota/quota-service.js";
 import type { KeyRecord } from "../domain/key.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import type { EffectivePolicy } from "../policy/effective.js";
@@ -83,8 +83,22 @@ export function createEnvoyPorts(deps: EnvoyPortDeps): { authorize: Authorize; c
     return isPromise(policy) ? policy.then(decideWith) : decideWith(policy);
   };
 
+  // A route's limit list is one array for as long as its settings are cached: its quota request
+  // (per cost) is built once too.
+  const requests = new WeakMap<readonly string[], Map<number, QuotaRequest>>();
+  const requestFor = (limits: readonly string[], cost: number): QuotaRequest => {
+    let byCost = requests.get(limits);
+    if (!byCost) requests.set(limits, (byCost = new Map()));
+    let req = byCost.get(cost);
+    if (!req) {
+      if (byCost.size >= MAX_CACHED_QUERIES) byCost.clear();
+      byCost.set(cost, (req = Object.freeze({ limits, cost, idempotencyKey: "", dryRun: false })));
+    }
+    return req;
+  };
+
   const charge = (record: KeyRecord, limits: string[], cost: number): MaybePromise<ConsumeOutcome> => {
-    const decision = deps.quota.consume(quotaSubjectOf(record), { limits, cost, idempotencyKey: "", dryRun: false });
+    const decision = deps.quota.consume(quotaSubjectOf(record), requestFor(limits, cost));
     return isPromise(decision) ? decision.then(outcomeOf) : outcomeOf(decision);
   };
 

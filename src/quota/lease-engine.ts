@@ -287,7 +287,8 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   return {
     charge(defs, subject, cost, dryRun) {
       const nowMs = now();
-      const slots_ = defs.map((d) => slotOf(d, subject, nowMs));
+      const slots_: Slot[] = [];
+      for (const d of defs) slots_.push(slotOf(d, subject, nowMs));
       return (cost > 0 && !dryRun && chargeHeld(slots_, cost, nowMs)) || chargeSlots(slots_, cost, dryRun, nowMs);
     },
 

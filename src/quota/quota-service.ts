@@ -126,7 +126,13 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
   }
 
   function decisionOf(outcomes: LimitOutcome[]): QuotaDecision {
-    const deniedBy = outcomes.find((o) => o.exceeded && !o.def.shadow);
+    let deniedBy: LimitOutcome | undefined;
+    for (const o of outcomes) {
+      if (o.exceeded && !o.def.shadow) {
+        deniedBy = o;
+        break;
+      }
+    }
     const allowed = deniedBy === undefined;
     return {
       allowed, code: deniedBy ? denialCode(deniedBy.def.kind) : "OK", limits: outcomes.map(statusOf),
