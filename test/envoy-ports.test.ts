@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { App } from "../src/app.js";
 import { createAuthorizationService } from "../src/envoy/authorization-service.js";
+import { createEnvoyPorts } from "../src/envoy/domain-ports.js";
 import { createRateLimitService } from "../src/envoy/rate-limit-service.js";
 import { Authorization } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { RateLimitService } from "../src/gen/envoy/service/ratelimit/v3/rls_pb.js";
@@ -243,5 +244,18 @@ describe("ShouldRateLimit", () => {
     const w = await rls.shouldRateLimit("edge", [[["key_id", "k8"]]], { timeoutMs: 20 });
     expect(w.kind === "error" && [grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED].includes(w.grpcCode)).toBe(true);
     expect(performance.now() - fast).toBeLessThan(100);
+  });
+});
+
+describe("the domain ports' quota requests", () => {
+  it("carry each call's own limits and cost, even when one limit list comes with several costs", () => {
+    const seen: { limits: readonly string[]; cost: number }[] = [];
+    const quota = { consume: (_subject: unknown, req: { limits: readonly string[]; cost: number }) => (seen.push(req), { allowed: true, code: "OK" as const, limits: [], headers: {}, replayed: false }) };
+    const ports = createEnvoyPorts({ verifier: {} as never, policies: {} as never, quota: quota as never });
+    const key = { keyId: "0123456789abcdef", tenantId: "acme", quotaSubject: "0123456789abcdef" } as never;
+    const limits = ["rpm"];
+    for (const cost of [3, 2, 3, 0]) ports.consume({ keyId: "0123456789abcdef", key, limits, cost, clientIp: "" });
+    ports.consume({ keyId: "0123456789abcdef", key, limits: ["daily"], cost: 3, clientIp: "" });
+    expect(seen.map((r) => [r.limits, r.cost])).toEqual([[["rpm"], 3], [["rpm"], 2], [["rpm"], 3], [["rpm"], 0], [["daily"], 3]]);
   });
 });
