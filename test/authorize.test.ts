@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
+import { create } from "@bufbuild/protobuf";
 import { Code } from "../src/gen/tollgate/v1/code_pb.js";
+import { AuthorizeRequestSchema } from "../src/gen/tollgate/v1/authorize_pb.js";
+import { createAuthorize } from "../src/services/authorize.js";
 import { PolicyService } from "../src/gen/tollgate/v1/policy_service_pb.js";
 import type { App } from "../src/app.js";
 import { generateKey } from "../src/keys/format.js";
@@ -50,6 +53,21 @@ describe("Authorize: allowed", () => {
     const { secret } = await seedKey(app, { tenantId: "acme", roles: ["editor"] });
     const res = await client.authorize({ credential: secret, permissionQuery: "files:write AND read" });
     expect(res.code).toBe(Code.ALLOWED);
+  });
+});
+
+describe("Authorize: the warm path", () => {
+  it("answers a warm key and policy synchronously (no promise, no microtask hop), a cold one with a promise", async () => {
+    const { secret } = await seedKey(app, { tenantId: "acme" });
+    const authorize = createAuthorize({ verifier: app.verifier, policies: app.policies, now: Date.now });
+    const req = create(AuthorizeRequestSchema, { credential: `Bearer ${secret}`, permissionQuery: "chat:write" });
+    const cold = authorize(req, {} as never); // the credential path needs nothing from the context
+    expect(cold).toBeInstanceOf(Promise);
+    expect(await cold).toMatchObject({ allowed: true, code: Code.ALLOWED });
+    const warm = authorize(req, {} as never);
+    expect(warm).not.toBeInstanceOf(Promise);
+    expect(warm).toMatchObject({ allowed: true, code: Code.ALLOWED, tenantId: "acme" });
+    expect(Object.isFrozen((warm as { limits?: object }).limits)).toBe(true); // shared by every answer, encoded once
   });
 });
 

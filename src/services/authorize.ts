@@ -2,6 +2,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { Violations } from "../domain/errors.js";
 import type { KeyRecord } from "../domain/key.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import { isKeyId } from "../keys/format.js";
 import { keyStatus } from "../keys/key-status.js";
 import type { AuthCode, KeyVerifier } from "../keys/verifier.js";
@@ -61,8 +62,13 @@ function validate(req: AuthorizeRequest, queries: Map<string, QueryNode>): Quest
 }
 
 /** Resolves the key behind the request: by credential (proof of possession) or by trusted key id. */
-async function resolveKey(deps: AuthorizeDeps, req: AuthorizeRequest, ctx: HandlerContext): Promise<{ code: AuthCode; key?: KeyRecord }> {
+function resolveKey(deps: AuthorizeDeps, req: AuthorizeRequest, ctx: HandlerContext): MaybePromise<{ code: AuthCode; key?: KeyRecord | undefined }> {
+  // A warm key is answered without a promise (see KeyVerifier.verify).
   if (req.keyId === "") return deps.verifier.verify(req.credential, req.clientIp);
+  return resolveById(deps, req, ctx);
+}
+
+async function resolveById(deps: AuthorizeDeps, req: AuthorizeRequest, ctx: HandlerContext): Promise<{ code: AuthCode; key?: KeyRecord }> {
   const caller = await authenticateTrustedCaller(deps.verifier, ctx);
   const key = await deps.verifier.lookup(req.keyId);
   // A key outside the caller's tenant is reported exactly like an unknown one.
@@ -76,10 +82,11 @@ function limitsOf(policy: EffectivePolicy): CallLimits {
   let limits = limitsCache.get(policy);
   if (!limits) {
     const { maxCostPerCall, timeoutMs } = policy.settings;
-    limits = create(CallLimitsSchema, {
+    // Frozen: shared by every answer, and the encoder then writes its cached bytes (see encode.ts).
+    limits = Object.freeze(create(CallLimitsSchema, {
       ...(maxCostPerCall !== null ? { maxCostPerCall: BigInt(maxCostPerCall) } : {}),
       ...(timeoutMs !== null ? { timeoutMs } : {}),
-    });
+    }));
     limitsCache.set(policy, limits);
   }
   return limits;
@@ -99,17 +106,8 @@ function insufficientScopeHeaders(decision: PolicyDecision): Record<string, stri
  */
 export function createAuthorize(deps: AuthorizeDeps) {
   const queries = new Map<string, QueryNode>();
-  return async function authorize(req: AuthorizeRequest, ctx: HandlerContext): Promise<Response> {
-    const { query } = validate(req, queries);
-    const { code, key } = await resolveKey(deps, req, ctx);
-    const principal = key ? principalFromKey(key, deps.now()) : undefined;
-    if (code !== "VALID" || !key) {
-      deps.onDecision?.("Authorize", code);
-      const message = AUTH_MESSAGES[code] ?? "";
-      return { allowed: false, code: codeOf(code), principal, message, clientResponse: clientResponseFor(code, message) };
-    }
-    const pending = deps.policies.policyFor(key);
-    const policy = pending instanceof Promise ? await pending : pending;
+
+  function decideFor(req: AuthorizeRequest, query: QueryNode | undefined, key: KeyRecord, principal: Response["principal"], policy: EffectivePolicy): Response {
     const targetTenantId = req.tenantId || key.tenantId;
     const decision = decide(policy, {
       keyTenantId: key.tenantId, targetTenantId, query, resource: req.resource, cost: Number(req.cost), clientIp: req.clientIp,
@@ -127,5 +125,23 @@ export function createAuthorize(deps: AuthorizeDeps) {
       limits: allowed ? limitsOf(policy) : undefined,
       clientResponse: allowed ? undefined : clientResponseFor(decision.code, decision.message, insufficientScopeHeaders(decision)),
     };
+  }
+
+  function resolved(req: AuthorizeRequest, query: QueryNode | undefined, { code, key }: { code: AuthCode; key?: KeyRecord | undefined }): MaybePromise<Response> {
+    const principal = key ? principalFromKey(key, deps.now()) : undefined;
+    if (code !== "VALID" || !key) {
+      deps.onDecision?.("Authorize", code);
+      const message = AUTH_MESSAGES[code] ?? "";
+      return { allowed: false, code: codeOf(code), principal, message, clientResponse: clientResponseFor(code, message) };
+    }
+    const policy = deps.policies.policyFor(key);
+    return isPromise(policy) ? policy.then((p) => decideFor(req, query, key, principal, p)) : decideFor(req, query, key, principal, policy);
+  }
+
+  // A warm key and policy are answered without a promise: no microtask hop per step.
+  return function authorize(req: AuthorizeRequest, ctx: HandlerContext): MaybePromise<Response> {
+    const { query } = validate(req, queries);
+    const key = resolveKey(deps, req, ctx);
+    return isPromise(key) ? key.then((k) => resolved(req, query, k)) : resolved(req, query, key);
   };
 }
