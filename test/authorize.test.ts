@@ -68,6 +68,11 @@ describe("Authorize: the warm path", () => {
     expect(warm).not.toBeInstanceOf(Promise);
     expect(warm).toMatchObject({ allowed: true, code: Code.ALLOWED, tenantId: "acme" });
     expect(Object.isFrozen((warm as { limits?: object }).limits)).toBe(true); // shared by every answer, encoded once
+    // An allowed answer is one frozen object per principal, policy and tenant: its bytes are encoded once.
+    expect(Object.isFrozen(warm)).toBe(true);
+    expect(authorize(create(AuthorizeRequestSchema, { credential: secret, permissionQuery: "chat:write OR admin:all" }), {} as never)).toBe(warm);
+    // A refusal is built per call, with what was missing.
+    expect(authorize(create(AuthorizeRequestSchema, { credential: secret, permissionQuery: "admin:all" }), {} as never)).toMatchObject({ allowed: false, missingPermissions: ["admin:all"] });
   });
 });
 

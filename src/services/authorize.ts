@@ -11,8 +11,9 @@ import type { EffectivePolicy } from "../policy/effective.js";
 import { isConcretePermission } from "../policy/permissions.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import { isQueryError, parseQuery, type QueryNode } from "../policy/query.js";
-import { CallLimitsSchema, type CallLimits, type AuthorizeRequest, type AuthorizeResponseSchema } from "../gen/tollgate/v1/authorize_pb.js";
-import { AUTH_MESSAGES, clientResponseFor, codeOf, principalFromKey } from "./convert.js";
+import { AuthorizeResponseSchema, CallLimitsSchema, type CallLimits, type AuthorizeRequest } from "../gen/tollgate/v1/authorize_pb.js";
+import type { Principal } from "../gen/tollgate/v1/common_pb.js";
+import { AUTH_MESSAGES, clientResponseFor, codeOf, createPrincipalCache } from "./convert.js";
 import { authenticateTrustedCaller } from "./trusted-caller.js";
 import { LIMITS, checkClientIp, checkCredential, checkTenantId } from "./validate.js";
 
@@ -106,14 +107,38 @@ function insufficientScopeHeaders(decision: PolicyDecision): Record<string, stri
  */
 export function createAuthorize(deps: AuthorizeDeps) {
   const queries = new Map<string, QueryNode>();
+  // Principals are frozen and shared per key record (as Authenticate's), so their bytes are encoded once.
+  const principals = createPrincipalCache();
+  // An allowed answer depends only on the principal, the policy (its call limits) and the target
+  // tenant: it is built once per combination and frozen, so a warm Authorize allocates no answer
+  // and the grpc-js adapter reuses its encoded bytes. A changed key or policy is a new object.
+  const allowedAnswers = new WeakMap<Principal, WeakMap<EffectivePolicy, Map<string, Response>>>();
+  const MAX_TENANTS_PER_PRINCIPAL = 64;
 
-  function decideFor(req: AuthorizeRequest, query: QueryNode | undefined, key: KeyRecord, principal: Response["principal"], policy: EffectivePolicy): Response {
+  function allowedAnswer(principal: Principal, policy: EffectivePolicy, tenantId: string, decision: PolicyDecision): Response {
+    let byPolicy = allowedAnswers.get(principal);
+    if (!byPolicy) allowedAnswers.set(principal, (byPolicy = new WeakMap()));
+    let byTenant = byPolicy.get(policy);
+    if (!byTenant) byPolicy.set(policy, (byTenant = new Map()));
+    let answer = byTenant.get(tenantId);
+    if (!answer) {
+      answer = Object.freeze(create(AuthorizeResponseSchema, {
+        allowed: true, code: codeOf(decision.code), principal, message: decision.message, tenantId, limits: limitsOf(policy),
+      }));
+      if (byTenant.size >= MAX_TENANTS_PER_PRINCIPAL) byTenant.clear();
+      byTenant.set(tenantId, answer);
+    }
+    return answer;
+  }
+
+  function decideFor(req: AuthorizeRequest, query: QueryNode | undefined, key: KeyRecord, principal: Principal, policy: EffectivePolicy): Response {
     const targetTenantId = req.tenantId || key.tenantId;
     const decision = decide(policy, {
       keyTenantId: key.tenantId, targetTenantId, query, resource: req.resource, cost: Number(req.cost), clientIp: req.clientIp,
     });
     deps.onDecision?.("Authorize", decision.code);
     const allowed = decision.code === "ALLOWED";
+    if (allowed && decision.missing.length === 0 && decision.blocked.length === 0) return allowedAnswer(principal, policy, targetTenantId, decision);
     return {
       allowed,
       code: codeOf(decision.code),
@@ -128,14 +153,14 @@ export function createAuthorize(deps: AuthorizeDeps) {
   }
 
   function resolved(req: AuthorizeRequest, query: QueryNode | undefined, { code, key }: { code: AuthCode; key?: KeyRecord | undefined }): MaybePromise<Response> {
-    const principal = key ? principalFromKey(key, deps.now()) : undefined;
+    const principal = key ? principals(key, deps.now()) : undefined;
     if (code !== "VALID" || !key) {
       deps.onDecision?.("Authorize", code);
       const message = AUTH_MESSAGES[code] ?? "";
       return { allowed: false, code: codeOf(code), principal, message, clientResponse: clientResponseFor(code, message) };
     }
     const policy = deps.policies.policyFor(key);
-    return isPromise(policy) ? policy.then((p) => decideFor(req, query, key, principal, p)) : decideFor(req, query, key, principal, policy);
+    return isPromise(policy) ? policy.then((p) => decideFor(req, query, key, principal!, p)) : decideFor(req, query, key, principal!, policy);
   }
 
   // A warm key and policy are answered without a promise: no microtask hop per step.
