@@ -49,6 +49,9 @@ describe("rotation_due", () => {
     const due = await auth.authenticate({ credential: free.secret });
     expect(due.code).toBe(Code.VALID);
     expect(due.principal?.rotationDue).toBe(true);
+    // Every RPC that answers with the principal says the same (one principal per key record).
+    expect((await auth.authorize({ credential: free.secret, permissionQuery: "chat:write" })).principal?.rotationDue).toBe(true);
+    expect((await auth.consumeQuota({ credential: free.secret, cost: 1n })).principal?.rotationDue).toBe(true);
 
     // The operator listing agrees with Authenticate.
     const listed = await rotationRepo.listRotationDue(app.pool, "aging", new Date(clock), 100);

@@ -8,7 +8,7 @@ import type { AuthService } from "../gen/tollgate/v1/auth_service_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { AuthenticateResponseSchema, type AuthenticateResponse } from "../gen/tollgate/v1/authenticate_pb.js";
 import type { KeyRecord } from "../domain/key.js";
-import { AUTH_MESSAGES, clientResponseFor, codeOf, createPrincipalCache, principalFromKey } from "./convert.js";
+import { AUTH_MESSAGES, clientResponseFor, codeOf, createPrincipalCache } from "./convert.js";
 import type { Principal } from "../gen/tollgate/v1/common_pb.js";
 import { checkClientIp, checkCredential } from "./validate.js";
 import { authenticateAccessToken, isAccessToken, issueToken, type AccessTokens } from "./issue-token.js";
@@ -34,8 +34,11 @@ export interface AuthServiceDeps {
  * (INVALID_ARGUMENT) or a broken dependency (UNAVAILABLE).
  */
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
-  const validAnswers = createValidAnswerCache(deps);
-  const quotaDeps = { ...deps, principals: createPrincipalCache() };
+  // One principal per key record, its rotation flags included, shared by every RPC that answers with one.
+  const cache = createPrincipalCache();
+  const principals = (key: KeyRecord, nowMs: number) => cache(key, nowMs, deps.maxKeyAgeMs?.(key));
+  const validAnswers = createValidAnswerCache(deps, principals);
+  const quotaDeps = { ...deps, principals };
   return {
     async authenticate(req) {
       const v = new Violations();
@@ -51,12 +54,12 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         valid: false,
         code: codeOf(code),
         // The principal is returned whenever the secret was proven, so callers can say *which* key expired.
-        principal: key ? principalFromKey(key, deps.now(), deps.maxKeyAgeMs?.(key)) : undefined,
+        principal: key ? principals(key, deps.now()) : undefined,
         message,
         clientResponse: clientResponseFor(code, message),
       };
     },
-    authorize: createAuthorize(deps),
+    authorize: createAuthorize({ ...deps, principals }),
     consumeQuota: (req, ctx) => consumeQuota(quotaDeps, req, ctx),
     issueToken: (req) => issueToken(deps.tokens, req),
     rotateKey: deps.rotateKey,
@@ -68,11 +71,10 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
  * time-dependent flags) and frozen, so a warm Authenticate allocates no response and the grpc-js
  * adapter reuses the answer's encoded bytes. A changed key gets a new record, hence a new answer.
  */
-function createValidAnswerCache(deps: AuthServiceDeps) {
-  const principals = createPrincipalCache();
+function createValidAnswerCache(deps: AuthServiceDeps, principals: (key: KeyRecord, nowMs: number) => Principal) {
   const answers = new WeakMap<Principal, AuthenticateResponse>();
   return (key: KeyRecord): AuthenticateResponse => {
-    const principal = principals(key, deps.now(), deps.maxKeyAgeMs?.(key));
+    const principal = principals(key, deps.now());
     let answer = answers.get(principal);
     if (!answer) {
       answer = Object.freeze(create(AuthenticateResponseSchema, { valid: true, code: codeOf("VALID"), principal, message: AUTH_MESSAGES.VALID }));

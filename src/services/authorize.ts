@@ -22,6 +22,8 @@ export interface AuthorizeDeps {
   policies: PolicyCache;
   now: () => number;
   onDecision?: (rpc: string, code: string) => void;
+  /** The shared per-key-record principals (see createPrincipalCache); a cache of its own when absent. */
+  principals?: (key: KeyRecord, nowMs: number) => Principal;
 }
 
 type Response = MessageInitShape<typeof AuthorizeResponseSchema>;
@@ -107,8 +109,8 @@ function insufficientScopeHeaders(decision: PolicyDecision): Record<string, stri
  */
 export function createAuthorize(deps: AuthorizeDeps) {
   const queries = new Map<string, QueryNode>();
-  // Principals are frozen and shared per key record (as Authenticate's), so their bytes are encoded once.
-  const principals = createPrincipalCache();
+  // Principals are frozen and shared per key record (Authenticate's), so their bytes are encoded once.
+  const principals = deps.principals ?? createPrincipalCache();
   // An allowed answer depends only on the principal, the policy (its call limits) and the target
   // tenant: it is built once per combination and frozen, so a warm Authorize allocates no answer
   // and the grpc-js adapter reuses its encoded bytes. A changed key or policy is a new object.
