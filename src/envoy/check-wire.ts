@@ -5,7 +5,7 @@ import type { HeaderLookup } from "./credentials.js";
  * Reads the parts of an Envoy `CheckRequest` that a decision needs straight from its wire bytes,
  * without building the message tree: the hot path of the grpc-js listener, where the generic
  * decoder (`fromBinary`, ~6–8 µs for a typical 220-byte request) was the largest single cost of
- * a Check (measured in-process; see the README's performance section).
+ * a Check (measured in-process; see docs/performance.md).
  *
  * It follows protobuf's decoding rules for what it reads: fields in any order, a repeated
  * singular message merges into the earlier one, a later scalar or map key wins, a oneof member
