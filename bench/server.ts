@@ -7,7 +7,6 @@
  * several µs of a Check in a CPU profile.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { cpSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,7 +23,7 @@ const LOCAL_ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? "postgresql://postgres
 function compiledServer(): string {
   const outDir = "bench/out/build";
   execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json", "--outDir", outDir, "--sourceMap", "false"], { stdio: "inherit" });
-  cpSync("src/store/migrations", `${outDir}/src/store/migrations`, { recursive: true });
+  execFileSync(process.execPath, ["scripts/copy-assets.mjs", outDir], { stdio: "inherit" }); // as `npm run build` does
   return `${outDir}/src/main.js`;
 }
 

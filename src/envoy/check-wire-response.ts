@@ -83,7 +83,7 @@ function encodeAllow(d: CheckAllow): Uint8Array {
   const added = d.responseHeaders;
   for (const name in added) {
     const value = added[name]!;
-    let memo = headerMemo.get(name);
+    const memo = headerMemo.get(name);
     if (memo?.bytes !== undefined && memo.value === value) {
       w.raw(memo.bytes);
       continue;

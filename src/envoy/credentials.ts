@@ -46,14 +46,6 @@ export interface HeaderLookup extends Iterable<[string, string]> {
   has(name: string): boolean;
 }
 
-const UPPER_CASE = /[A-Z]/;
-
-/** Whether every name in a header record is lower-case already (as Envoy and the quota service send them). */
-export function namesAreLowerCase(headers: Readonly<Record<string, string>>): boolean {
-  for (const name in headers) if (UPPER_CASE.test(name)) return false;
-  return true;
-}
-
 /** The parts of a request a credential can be read from. Header names are lower-case. */
 export interface CredentialCarrier {
   headers: HeaderLookup;

@@ -1,4 +1,3 @@
-import { namesAreLowerCase } from "./credentials.js";
 import type { ConsumeOutcome } from "./ports.js";
 
 /** Header names as HTTP/2 and Envoy want them: lower-case. */
@@ -14,8 +13,8 @@ export function lowerCaseHeaders(headers: Readonly<Record<string, string>>): Rec
  * help (a spent budget that never refills), where a `retry-after` would only invite retries.
  */
 export function quotaHeaders(outcome: ConsumeOutcome): Record<string, string> {
-  // The quota service's names are lower-case already: copy only when a port's may not be.
-  const headers = outcome.lowerCaseNames || namesAreLowerCase(outcome.headers) ? outcome.headers : lowerCaseHeaders(outcome.headers);
+  // The quota service's names are lower-case already: copy only when a port does not say so.
+  const headers = outcome.lowerCaseNames ? outcome.headers : lowerCaseHeaders(outcome.headers);
   if (outcome.allowed || headers["retry-after"] !== undefined) return headers;
   const waitMs = Math.max(0, ...outcome.limits.filter((l) => l.exceeded && !l.shadow).map((l) => l.retryAfterMs));
   if (!Number.isFinite(waitMs)) return headers; // a spent budget without refill: waiting does not help

@@ -155,14 +155,15 @@ export function createAuthorize(deps: AuthorizeDeps) {
   }
 
   function resolved(req: AuthorizeRequest, query: QueryNode | undefined, { code, key }: { code: AuthCode; key?: KeyRecord | undefined }): MaybePromise<Response> {
-    const principal = key ? principals(key, deps.now()) : undefined;
     if (code !== "VALID" || !key) {
       deps.onDecision?.("Authorize", code);
       const message = AUTH_MESSAGES[code] ?? "";
-      return { allowed: false, code: codeOf(code), principal, message, clientResponse: clientResponseFor(code, message) };
+      // The principal is returned whenever the secret was proven (an expired or revoked key, say).
+      return { allowed: false, code: codeOf(code), principal: key ? principals(key, deps.now()) : undefined, message, clientResponse: clientResponseFor(code, message) };
     }
+    const principal = principals(key, deps.now());
     const policy = deps.policies.policyFor(key);
-    return isPromise(policy) ? policy.then((p) => decideFor(req, query, key, principal!, p)) : decideFor(req, query, key, principal!, policy);
+    return isPromise(policy) ? policy.then((p) => decideFor(req, query, key, principal, p)) : decideFor(req, query, key, principal, policy);
   }
 
   // A warm key and policy are answered without a promise: no microtask hop per step.
