@@ -78,10 +78,10 @@ export function textTable(summaries: Summary[]): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n");
 }
 
-/** The headline: each scenario with a target, its throughput as a share of its baseline's. */
+/** The headline: each scenario with a target, its throughput as a share of its baseline's (when its baseline ran too). */
 export function headline(summaries: Summary[]): string[] {
   return summaries
-    .filter((s) => s.target !== undefined && s.throughputRatio !== undefined)
+    .filter((s) => s.target !== undefined && Number.isFinite(s.throughputRatio))
     .map((s) => `${s.scenario}: ${pct(s.throughputRatio)} of ${s.baseline} throughput (target ≥ ${pct(s.target)}: ${s.throughputRatio! >= s.target! ? "met" : "NOT met"}); CPU per call ${pct(s.cpuRatio)} of ${s.baseline}'s`);
 }
 

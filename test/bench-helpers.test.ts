@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { latencies, percentile } from "../bench/h2load.js";
 import { decisionCodes, parseMetrics, rpcCodes, total } from "../bench/metrics.js";
-import { median, summarise } from "../bench/report.js";
+import { headline, median, summarise } from "../bench/report.js";
 import type { RoundResult } from "../bench/runner.js";
 import type { Scenario } from "../bench/scenario.js";
 
@@ -50,5 +50,17 @@ describe("bench helpers", () => {
     const [, auth] = summarise(scenarios, results);
     expect(auth!.throughputRatio).toBeCloseTo(0.9);
     expect(auth!.callsPerSec).toBe(900);
+  });
+
+  it("states a target only for a scenario whose baseline ran in the same run", () => {
+    const scenarios = [
+      { kind: "load", name: "auth", title: "", baseline: "noop", target: 0.9, method: undefined as never, setup: async () => undefined as never },
+      { kind: "load", name: "authz", title: "", baseline: "auth", target: 0.9, method: undefined as never, setup: async () => undefined as never },
+    ] as Scenario[];
+    const r = (scenario: string, callsPerSec: number): RoundResult => ({ scenario, round: 1, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: 1, loopLagP99Ms: 1, extra: {}, problems: [] });
+    // "noop" did not run (BENCH_SCENARIOS=authz adds only authz's own baseline): no verdict for auth.
+    expect(headline(summarise(scenarios, [r("auth", 1000), r("authz", 950)]))).toEqual([
+      "authz: 95 % of auth throughput (target ≥ 90 %: met); CPU per call 100 % of auth's",
+    ]);
   });
 });
