@@ -6,6 +6,7 @@ import { buildCatalog, counterSubject, type LimitDefinition } from "../src/quota
 import type { LimitOutcome } from "../src/quota/lease-engine.js";
 import { createUsageRecorder } from "../src/quota/usage.js";
 import { createIdempotencyCache } from "../src/quota/idempotency.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
 
 const at = (iso: string) => Date.parse(iso);
 
@@ -150,6 +151,21 @@ describe("rate-limit headers", () => {
     expect(h["retry-after"]).toBeUndefined();
     expect(h["x-ratelimit-reset"]).toBeUndefined();
     expect(h["ratelimit-policy"]).toBe('"credits";q=100');
+  });
+});
+
+describe("usage write interval setting", () => {
+  it("defaults to 5 s, takes a whole number of milliseconds in range, and names the variable otherwise", () => {
+    expect(loadConfig({}).quota.usageFlushMs).toBe(5000);
+    expect(loadConfig({ TOLLGATE_USAGE_FLUSH_MS: "60000" }).quota.usageFlushMs).toBe(60_000);
+    for (const bad of ["0", "9", "3600001", "5s", "-1", "1.5"]) {
+      expect(() => loadConfig({ TOLLGATE_USAGE_FLUSH_MS: bad }), bad).toThrow(ConfigError);
+      try {
+        loadConfig({ TOLLGATE_USAGE_FLUSH_MS: bad });
+      } catch (err) {
+        expect((err as ConfigError).problems.join("\n")).toMatch(/TOLLGATE_USAGE_FLUSH_MS/);
+      }
+    }
   });
 });
 
