@@ -1,6 +1,6 @@
 /**
  * Turning rounds into figures: medians per scenario, throughput and CPU ratios against each
- * scenario's baseline (the median of per-round ratios, since rounds are interleaved), and the
+ * scenario's baseline (taken within rounds, whose order alternates; see `pairedRatio`), and the
  * three outputs — a table on stdout, results.json, and a Markdown snippet for the README.
  */
 import type { RoundResult } from "./runner.js";
@@ -20,9 +20,9 @@ export interface Summary {
   baseline?: string;
   /** The throughput ratio the scenario should reach. */
   target?: number;
-  /** Median over rounds of (this calls/s ÷ baseline calls/s in the same round). */
+  /** This calls/s ÷ baseline calls/s, within rounds, over pairs of rounds (see `pairedRatio`). */
   throughputRatio?: number;
-  /** Median over rounds of (this CPU per call ÷ baseline CPU per call in the same round). */
+  /** This CPU per call ÷ baseline CPU per call, as `throughputRatio`. */
   cpuRatio?: number;
   extra: Record<string, number>;
   problems: string[];
@@ -36,10 +36,20 @@ export function median(values: number[]): number {
   return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
-function ratios(results: RoundResult[], name: string, baseline: string, field: "callsPerSec" | "cpuUsPerCall"): number {
+/**
+ * The ratio of `name` to `baseline` over the rounds: per round, then the two rounds of each pair
+ * (1–2, 3–4, …) combined by geometric mean, then the median over pairs. Rounds alternate their
+ * order (order.ts), so in each pair each scenario ran once in each position, and the pair's mean
+ * cancels the position effect; a last round without a partner is left out (a one-round run keeps it).
+ */
+export function pairedRatio(results: RoundResult[], name: string, baseline: string, field: "callsPerSec" | "cpuUsPerCall"): number {
   const byRound = (n: string) => new Map(results.filter((r) => r.scenario === n).map((r) => [r.round, r[field]]));
   const base = byRound(baseline);
-  return median([...byRound(name)].map(([round, v]) => v / (base.get(round) ?? NaN)));
+  const perRound = new Map([...byRound(name)].map(([round, v]) => [round, v / (base.get(round) ?? NaN)]));
+  if (perRound.size === 1) return [...perRound.values()][0]!;
+  const pairs: number[] = [];
+  for (const [round, ratio] of perRound) if (round % 2 === 1 && perRound.has(round + 1)) pairs.push(Math.sqrt(ratio * perRound.get(round + 1)!));
+  return median(pairs);
 }
 
 /** Medians and ratios of every scenario that ran. */
@@ -55,7 +65,7 @@ export function summarise(scenarios: Scenario[], results: RoundResult[]): Summar
       callsPerSec: pick((r) => r.callsPerSec), p50Us: pick((r) => r.p50Us), p99Us: pick((r) => r.p99Us), p999Us: pick((r) => r.p999Us),
       cpuUsPerCall: pick((r) => r.cpuUsPerCall), loopLagP99Ms: pick((r) => r.loopLagP99Ms),
       ...(target !== undefined ? { target } : {}),
-      ...(baseline ? { baseline, throughputRatio: ratios(results, s.name, baseline, "callsPerSec"), cpuRatio: ratios(results, s.name, baseline, "cpuUsPerCall") } : {}),
+      ...(baseline ? { baseline, throughputRatio: pairedRatio(results, s.name, baseline, "callsPerSec"), cpuRatio: pairedRatio(results, s.name, baseline, "cpuUsPerCall") } : {}),
       extra, problems: [...new Set(mine.flatMap((r) => r.problems.map((p) => `round ${r.round}: ${p}`)))],
     };
   });

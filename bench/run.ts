@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: one real server in a child process, every selected scenario measured in
- * interleaved rounds on it, medians and ratios printed, and results written to bench/out/.
+ * interleaved rounds on it (the order alternating from round to round; see order.ts), medians and ratios printed, and results written to bench/out/.
  *
- * Environment: BENCH_DURATION (measured seconds per run, default 10), BENCH_ROUNDS (default 3),
+ * Environment: BENCH_DURATION (measured seconds per run, default 8), BENCH_ROUNDS (default 4: two pairs),
  * BENCH_SCENARIOS (comma-separated names; baselines are added automatically), BENCH_WARMUP
  * (seconds, default 2), BENCH_CONNECTIONS / BENCH_STREAMS (h2load -c / -m, default 4 / 32).
  */
@@ -14,6 +14,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { seedKey } from "../test/support/server.js";
 import { INVALIDATION_CHANNEL } from "../src/store/notify.js";
 import type { LoadShape } from "./h2load.js";
+import { roundOrder } from "./order.js";
 import { extrasText, headline, markdown, summarise, textTable } from "./report.js";
 import { prepareLoad, runCustomRound, runLoadRound, settle, type ReadyLoad, type RoundResult } from "./runner.js";
 import type { BenchContext, Scenario } from "./scenario.js";
@@ -79,8 +80,8 @@ function describeMachine(): string {
 }
 
 async function main(): Promise<void> {
-  const durationSec = numberEnv("BENCH_DURATION", 10);
-  const rounds = numberEnv("BENCH_ROUNDS", 3);
+  const durationSec = numberEnv("BENCH_DURATION", 8);
+  const rounds = numberEnv("BENCH_ROUNDS", 4);
   const shape: LoadShape = { threads: 1, connections: numberEnv("BENCH_CONNECTIONS", 4), streams: numberEnv("BENCH_STREAMS", 32), durationSec, warmUpSec: numberEnv("BENCH_WARMUP", 2) };
   const scenarios = selectScenarios();
   const machine = describeMachine();
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
     }
     for (let round = 1; round <= rounds; round++) {
       const thisRound = new Map<string, RoundResult>();
-      for (const s of scenarios) {
+      for (const s of roundOrder(scenarios, round)) {
         const r = s.kind === "load" ? await runLoadRound(ctx, ready.get(s.name) as ReadyLoad, shapeFor(s, shape, thisRound), round, OUT_DIR) : await runCustomRound(ctx, s, ready.get(s.name), round);
         results.push(r);
         thisRound.set(s.name, r);

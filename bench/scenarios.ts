@@ -89,12 +89,26 @@ function underWrongSecrets() {
   });
 }
 
-/** Every scenario, in the order each round runs them; baselines come before what is compared with them. */
+/** Every scenario, in the order odd rounds run them (even rounds reverse it; see order.ts). */
 export const scenarios: Scenario[] = [
   loadScenario({
     name: "noop",
     title: "no-op: grpc.health.v1.Health/Check (same grpc-js adapter and call pipeline)",
     method: Health.method.check,
+    async setup() {
+      return {
+        request: { service: "" },
+        expect: (res) => (res.status === HealthCheckResponse_ServingStatus.SERVING ? undefined : `expected SERVING, got ${res.status}`),
+      };
+    },
+  }),
+
+  loadScenario({
+    name: "noop-deadline",
+    title: "no-op as above, with the `grpc-timeout: 1S` header Envoy sends on a Check (what a deadline costs the transport)",
+    method: Health.method.check,
+    baseline: "noop",
+    headers: { "grpc-timeout": "1S" },
     async setup() {
       return {
         request: { service: "" },

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { latencies, percentile } from "../bench/h2load.js";
 import { decisionCodes, parseMetrics, rpcCodes, total } from "../bench/metrics.js";
-import { headline, median, summarise } from "../bench/report.js";
+import { roundOrder } from "../bench/order.js";
+import { headline, median, pairedRatio, summarise } from "../bench/report.js";
 import type { RoundResult } from "../bench/runner.js";
 import type { Scenario } from "../bench/scenario.js";
 
@@ -39,17 +40,40 @@ describe("bench helpers", () => {
     expect(await latencies(log, 1)).toEqual([100, 300]);
   });
 
-  it("compares throughput with the baseline round by round, then takes the median", () => {
+  it("compares throughput with the baseline within rounds, pairs of rounds by geometric mean, then the median", () => {
     const scenarios = [
       { kind: "load", name: "noop", title: "", method: undefined as never, setup: async () => undefined as never },
       { kind: "load", name: "auth", title: "", baseline: "noop", target: 0.9, method: undefined as never, setup: async () => undefined as never },
     ] as Scenario[];
     const r = (scenario: string, round: number, callsPerSec: number): RoundResult => ({ scenario, round, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: callsPerSec, loopLagP99Ms: 1, extra: {}, problems: [] });
-    // Machine speed drifts between rounds; per-round ratios are 0.9, 0.8 and 1.0.
-    const results = [r("noop", 1, 1000), r("auth", 1, 900), r("noop", 2, 500), r("auth", 2, 400), r("noop", 3, 2000), r("auth", 3, 2000)];
+    // Machine speed drifts between rounds; per-round ratios 0.9, 0.9 | 0.8, 0.8 | 1.0, 1.0 | 0.5 (no partner: left out).
+    const ratios = [0.9, 0.9, 0.8, 0.8, 1.0, 1.0, 0.5];
+    const speeds = [1000, 500, 2000, 800, 1200, 700, 900];
+    const results = ratios.flatMap((q, i) => [r("noop", i + 1, speeds[i]!), r("auth", i + 1, speeds[i]! * q)]);
     const [, auth] = summarise(scenarios, results);
     expect(auth!.throughputRatio).toBeCloseTo(0.9);
-    expect(auth!.callsPerSec).toBe(900);
+    expect(auth!.cpuRatio).toBeCloseTo(0.9);
+    expect(auth!.callsPerSec).toBe(700); // the median of its own rounds
+  });
+
+  it("cancels a position effect: what runs second in a round is 8 % slower, and the rounds alternate", () => {
+    const r = (scenario: string, round: number, callsPerSec: number): RoundResult => ({ scenario, round, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: 1, loopLagP99Ms: 1, extra: {}, problems: [] });
+    // True ratio 0.85; odd rounds run noop first (auth pays the 8 %), even rounds auth first (noop pays it).
+    const results = [1, 2, 3, 4, 5].flatMap((round) => (round % 2 === 1 ? [r("noop", round, 1000), r("auth", round, 850 * 0.92)] : [r("auth", round, 850), r("noop", round, 1000 * 0.92)]));
+    expect(pairedRatio(results, "auth", "noop", "callsPerSec")).toBeCloseTo(0.85, 2);
+    // The plain median of per-round ratios lands on the side with more rounds: 0.85 × 0.92.
+    expect(median(results.filter((x) => x.scenario === "auth").map((x) => x.callsPerSec / results.find((y) => y.scenario === "noop" && y.round === x.round)!.callsPerSec))).toBeCloseTo(0.85 * 0.92, 3);
+  });
+
+  it("alternates the order of a round's scenarios, keeping a paced scenario right after the one it is paced on", () => {
+    const load = (name: string, extra: object = {}) => ({ kind: "load", name, title: "", method: undefined as never, setup: async () => undefined as never, ...extra }) as Scenario;
+    const list = [load("noop"), load("auth", { baseline: "noop" }), load("check", { baseline: "noop" }), load("check-half", { fixedRate: { of: "check", fraction: 0.5 } }), load("token")];
+    const names = (round: number) => roundOrder(list, round).map((s) => s.name);
+    expect(names(1)).toEqual(["noop", "auth", "check", "check-half", "token"]);
+    expect(names(2)).toEqual(["token", "check", "check-half", "auth", "noop"]);
+    expect(names(3)).toEqual(names(1));
+    // Paced on a scenario that was not selected: still run (its own error says why), never dropped.
+    expect(roundOrder([load("noop"), load("check-half", { fixedRate: { of: "check", fraction: 0.5 } })], 2).map((s) => s.name)).toEqual(["noop", "check-half"]);
   });
 
   it("states a target only for a scenario whose baseline ran in the same run", () => {
