@@ -183,7 +183,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const reflection = createReflectionServices({
     files: [file_tollgate_v1_auth_service, file_tollgate_v1_key_service, file_tollgate_v1_tenant_service, file_tollgate_v1_signing_key_service, file_tollgate_v1_policy_service, file_tollgate_v1_usage_service, file_tollgate_v1_limit_service, file_grpc_health_v1_health, file_google_rpc_error_details, file_envoy_service_auth_v3_external_auth, file_envoy_service_ratelimit_v3_rls] as DescFile[],
   });
-  const accessLogger = createAccessLogger(logger);
+  const shutdown = new AbortController();
+  const accessLogger = createAccessLogger(logger, shutdown.signal);
   const pipeline = { logger, metrics, accessLogger };
   const rotateKey = createRotateKeyHandler({
     rotator: createKeyRotator({ pool, hasher, now, onRotated: (keyId) => verifier.invalidate(keyId) }),
@@ -214,7 +215,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   ];
   const serviceNames = services.map(([s]) => s.typeName).filter((n) => !n.startsWith("grpc."));
 
-  const shutdown = new AbortController();
   // Channelz is not served here, and its per-call trackers cost every call ~1.5 KB of allocation and a clock read.
   const grpcServer = new grpc.Server({ "grpc.keepalive_permit_without_calls": 1, "grpc.max_receive_message_length": 1024 * 1024, "grpc.enable_channelz": 0 });
   for (const [service, impl, decoders] of services) mountOnGrpc(grpcServer, service, impl, shutdown.signal, decoders);

@@ -3,7 +3,7 @@
  * when flushed, and without waiting for a flush once a batch is full.
  */
 import { Writable } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createAccessLogger, createLogger, flushLogs, LineBatcher } from "../src/observability/logger.js";
 
 function memory() {
@@ -35,5 +35,26 @@ describe("access log batching", () => {
     batcher.flush(() => (flushed = true));
     expect(flushed).toBe(true);
     expect(writes.join("").split("\n").filter(Boolean)).toEqual(Array.from({ length: 25 }, (_, i) => `line ${String(i).padStart(2, "0")}`));
+  });
+
+  it("writes a quiet access log out every 100 ms until its stop signal aborts, then only when flushed", () => {
+    vi.useFakeTimers();
+    try {
+      const out = memory();
+      const stop = new AbortController();
+      const access = createAccessLogger(createLogger("info", out.stream), stop.signal);
+      access.info({ rpc: "x", n: 1 }, "rpc");
+      vi.advanceTimersByTime(100);
+      expect(out.lines().map((l) => l.n)).toEqual([1]);
+      stop.abort();
+      access.info({ rpc: "x", n: 2 }, "rpc");
+      vi.advanceTimersByTime(1_000);
+      expect(out.lines().map((l) => l.n)).toEqual([1]); // no timer any more
+      expect(vi.getTimerCount()).toBe(0);
+      flushLogs(access);
+      expect(out.lines().map((l) => l.n)).toEqual([1, 2]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -79,13 +79,15 @@ export function flushLogs(logger: Logger): void {
  * It skips the redaction pass and the message scrubbing, which measured ~8 % of a no-op call's CPU:
  * access lines carry only fields the pipeline builds itself (method, status code, duration, and a
  * request id that is accepted only when it matches a strict pattern), never request content.
- * Its lines reach the destination in batches (see LineBatcher), at least every 100 ms; flush it
- * (`flushLogs`) before the process logger on shutdown.
+ * Its lines reach the destination in batches (see LineBatcher), at least every 100 ms until
+ * `stop` aborts (the server's shutdown: a process that starts many servers, such as the tests,
+ * keeps no timer per server); flush it (`flushLogs`) before the process logger on shutdown.
  */
-export function createAccessLogger(logger: Logger): Logger {
+export function createAccessLogger(logger: Logger, stop?: AbortSignal): Logger {
   const destination = (logger as unknown as Record<symbol, pino.DestinationStream | undefined>)[pino.symbols.streamSym] ?? pino.destination({ dest: 1, sync: false });
   const access = pino({ level: logger.level, base: { service: "tollgate" }, formatters: { level: (label) => ({ level: label }) } }, new LineBatcher(destination));
-  setInterval(() => flushLogs(access), 100).unref();
+  const timer = setInterval(() => flushLogs(access), 100).unref();
+  stop?.addEventListener("abort", () => clearInterval(timer), { once: true });
   return access;
 }
 
