@@ -105,7 +105,11 @@ describe("ConsumeQuota", () => {
     const first = await client.consumeQuota({ credential: secret, limits: ["tokens"], cost: 10n, idempotencyKey: "order-42" });
     const retries = await Promise.all(Array.from({ length: 5 }, () => client.consumeQuota({ credential: secret, limits: ["tokens"], cost: 10n, idempotencyKey: "order-42" })));
     expect(first.replayed).toBe(false);
-    for (const r of retries) expect(r).toMatchObject({ allowed: true, replayed: true, headers: first.headers });
+    for (const r of retries) {
+      expect(r).toMatchObject({ allowed: true, replayed: true, headers: first.headers });
+      expect(r.limits).toEqual(first.limits); // the stored answer, statuses included (remaining 90 each time)
+    }
+    expect(first.limits[0]!.remaining).toBe(90n);
     const other = await client.consumeQuota({ credential: secret, limits: ["tokens"], cost: 10n, idempotencyKey: "order-43" });
     expect(other.limits[0]!.remaining).toBe(80n);
   });

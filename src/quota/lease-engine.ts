@@ -287,8 +287,8 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   return {
     charge(defs, subject, cost, dryRun) {
       const nowMs = now();
-      const slots_: Slot[] = [];
-      for (const d of defs) slots_.push(slotOf(d, subject, nowMs));
+      const slots_ = new Array<Slot>(defs.length); // sized once (a pushed array grows to 17 slots)
+      for (let i = 0; i < defs.length; i++) slots_[i] = slotOf(defs[i]!, subject, nowMs);
       return (cost > 0 && !dryRun && chargeHeld(slots_, cost, nowMs)) || chargeSlots(slots_, cost, dryRun, nowMs);
     },
 

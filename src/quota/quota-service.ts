@@ -82,6 +82,32 @@ function statusOf(o: LimitOutcome): LimitStatusValue {
   };
 }
 
+/**
+ * A charge's decision, with `limits` (one status object per limit) built only when read: an
+ * admitted Envoy Check sends the headers and never reads the limits. `limits` is a getter on the
+ * prototype, which a spread leaves out: `toJSON()` gives the plain decision, and is what is
+ * stored or spread (JSON.stringify calls it too).
+ */
+class ChargeDecision implements QuotaDecision {
+  readonly replayed = false;
+  #limits: LimitStatusValue[] | undefined;
+
+  constructor(
+    readonly allowed: boolean,
+    readonly code: QuotaDecision["code"],
+    readonly headers: Record<string, string>,
+    private readonly outcomes: readonly LimitOutcome[],
+  ) {}
+
+  get limits(): LimitStatusValue[] {
+    return (this.#limits ??= this.outcomes.map(statusOf));
+  }
+
+  toJSON(): QuotaDecision {
+    return { allowed: this.allowed, code: this.code, limits: this.limits, headers: this.headers, replayed: this.replayed };
+  }
+}
+
 /** Creates the quota domain service. */
 export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
   const ttlMs = deps.idempotencyTtlMs ?? 86_400_000;
@@ -125,7 +151,8 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
     return defs;
   }
 
-  function decisionOf(outcomes: LimitOutcome[]): QuotaDecision {
+  /** The decision of a charge; its per-limit statuses are built when first read (see ChargeDecision). */
+  function decisionOf(outcomes: readonly LimitOutcome[]): ChargeDecision {
     let deniedBy: LimitOutcome | undefined;
     for (const o of outcomes) {
       if (o.exceeded && !o.def.shadow) {
@@ -134,10 +161,7 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
       }
     }
     const allowed = deniedBy === undefined;
-    return {
-      allowed, code: deniedBy ? denialCode(deniedBy.def.kind) : "OK", limits: outcomes.map(statusOf),
-      headers: quotaHeaders(outcomes, allowed, deps.now()), replayed: false,
-    };
+    return new ChargeDecision(allowed, deniedBy ? denialCode(deniedBy.def.kind) : "OK", quotaHeaders(outcomes, allowed, deps.now()), outcomes);
   }
 
   function recordUsage(subject: QuotaSubject, req: QuotaRequest, decision: QuotaDecision, outcomes: LimitOutcome[]): QuotaDecision {
@@ -157,7 +181,8 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
     if (seen) return { ...seen, replayed: true };
     const defs = await resolve(subject, req.limits);
     const outcomes = await deps.engine.charge(defs, subject, req.cost, req.dryRun);
-    const decision = decisionOf(outcomes);
+    // Stored (as JSON) and replayed (spread): a plain object with its limits in it.
+    const decision = decisionOf(outcomes).toJSON();
     if (decision.allowed) {
       const replay = await claim(subject, req.idempotencyKey, decision, outcomes, deps.now());
       if (replay) return replay;
