@@ -114,6 +114,17 @@ describe("ConsumeQuota", () => {
     expect(other.limits[0]!.remaining).toBe(80n);
   });
 
+  it("knows a limit defined a moment ago once its change is announced, instead of calling it unknown", async () => {
+    const { secret } = await seedKey(app, { tenantId: "acme", plan: "qa" });
+    expect((await client.consumeQuota({ credential: secret, limits: ["tokens"] })).allowed).toBe(true); // the catalog is loaded
+    await defineLimit(app.pool, { name: "brand-new", scopeId: "qa", period: "day", amount: 5 });
+    app.quota.catalog.invalidate(); // what the limits notification does; nothing has reloaded yet
+    const res = await client.consumeQuota({ credential: secret, limits: ["brand-new"] });
+    expect(res).toMatchObject({ allowed: true, code: Code.OK });
+    expect(res.limits.map((l) => [l.name, Number(l.remaining)])).toEqual([["brand-new", 4]]);
+    await expect(client.consumeQuota({ credential: secret, limits: ["never-defined"] })).rejects.toSatisfy(invalid("limits[0]"));
+  });
+
   it("counts and reports a shadow limit without ever enforcing it", async () => {
     const { secret } = await seedKey(app, { tenantId: "acme", plan: "qa" });
     await client.consumeQuota({ credential: secret, limits: ["shadowed"] });

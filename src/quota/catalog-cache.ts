@@ -8,26 +8,42 @@ export interface CatalogCache {
   peek(): LimitCatalog | undefined;
   /** Marks the catalog stale (a `limits:` notification, or a reconnect that may have missed some). */
   invalidate(): void;
+  /** Whether the catalog was invalidated after the load that produced it began (it may lack a change). */
+  stale(): boolean;
+  /** A catalog loaded after the last invalidation (reloading if needed). */
+  fresh(): Promise<LimitCatalog>;
 }
 
 /**
  * Creates the cache. Definitions are few (plans × names plus overrides), so all of them are held
  * in memory and the hot path never reads them from the store. A failed reload keeps the previous
  * catalog: limits keep being enforced as last known while the database is away.
+ *
+ * An invalidation that arrives while a load is under way is not lost: that load may have read
+ * the table before the change, so its catalog stays stale and the next read loads again (two
+ * limits defined back to back used to leave the second unknown on a replica until the TTL).
  */
 export function createCatalogCache(load: () => Promise<LimitDefinition[]>, now: () => number, ttlMs: number): CatalogCache {
   let current: LimitCatalog | undefined;
   let loadedAtMs = Number.NEGATIVE_INFINITY;
   let loading: Promise<LimitCatalog> | undefined;
+  /** Invalidations so far, and how many there had been when the current catalog's load began. */
+  let invalidations = 0;
+  let loadedAfter = -1;
 
-  const reload = () =>
-    (loading ??= load()
+  const reload = () => {
+    if (loading) return loading;
+    const started = invalidations;
+    return (loading = load()
       .then((defs) => {
         current = buildCatalog(defs);
-        loadedAtMs = now();
+        loadedAfter = started;
+        loadedAtMs = started === invalidations ? now() : Number.NEGATIVE_INFINITY;
         return current;
       })
       .finally(() => (loading = undefined)));
+  };
+  const stale = () => loadedAfter !== invalidations;
 
   return {
     async get() {
@@ -40,7 +56,14 @@ export function createCatalogCache(load: () => Promise<LimitDefinition[]>, now: 
       return current;
     },
     invalidate() {
+      invalidations++;
       loadedAtMs = Number.NEGATIVE_INFINITY;
+    },
+    stale,
+    async fresh() {
+      // A load already under way may predate the invalidation: wait for it, then load again if so.
+      for (let attempt = 0; attempt < 3 && (!current || stale()); attempt++) await reload();
+      return current ?? reload();
     },
   };
 }

@@ -121,7 +121,15 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
 
   function resolve(subject: QuotaSubject, names: readonly string[]): MaybePromise<LimitDefinition[]> {
     const catalog = deps.catalog.peek();
-    return catalog ? resolveFrom(catalog, subject, names) : deps.catalog.get().then((loaded) => resolveFrom(loaded, subject, names));
+    if (!catalog) return deps.catalog.get().then((loaded) => resolveFrom(loaded, subject, names));
+    try {
+      return resolveFrom(catalog, subject, names);
+    } catch (err) {
+      // A name unknown to a catalog that a change notification has made stale may be the change
+      // itself (a limit defined a moment ago): ask the fresh catalog before refusing it.
+      if (!deps.catalog.stale()) throw err;
+      return deps.catalog.fresh().then((loaded) => resolveFrom(loaded, subject, names), () => Promise.reject(err));
+    }
   }
 
   function resolveFrom(catalog: LimitCatalog, subject: QuotaSubject, names: readonly string[]): LimitDefinition[] {
