@@ -88,11 +88,14 @@ export function textTable(summaries: Summary[]): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n");
 }
 
+/** One decimal, rounded down: a ratio just under its target never reads as the target itself ("90 %: NOT met"). */
+const headlinePct = (r: number) => `${(Math.floor(r * 1000 + 1e-9) / 10).toFixed(1)} %`;
+
 /** The headline: each scenario with a target, its throughput as a share of its baseline's (when its baseline ran too). */
 export function headline(summaries: Summary[]): string[] {
   return summaries
     .filter((s) => s.target !== undefined && Number.isFinite(s.throughputRatio))
-    .map((s) => `${s.scenario}: ${pct(s.throughputRatio)} of ${s.baseline} throughput (target ≥ ${pct(s.target)}: ${s.throughputRatio! >= s.target! ? "met" : "NOT met"}); CPU per call ${pct(s.cpuRatio)} of ${s.baseline}'s`);
+    .map((s) => `${s.scenario}: ${headlinePct(s.throughputRatio!)} of ${s.baseline} throughput (target ≥ ${pct(s.target)}: ${s.throughputRatio! >= s.target! ? "met" : "NOT met"}); CPU per call ${pct(s.cpuRatio)} of ${s.baseline}'s`);
 }
 
 /** Figures beside the table: the extras of each scenario, one line each. */

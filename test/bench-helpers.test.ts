@@ -76,6 +76,16 @@ describe("bench helpers", () => {
     expect(roundOrder([load("noop"), load("check-half", { fixedRate: { of: "check", fraction: 0.5 } })], 2).map((s) => s.name)).toEqual(["noop", "check-half"]);
   });
 
+  it("shows a ratio just under its target rounded down to one decimal, so the verdict reads plainly", () => {
+    const scenarios = [
+      { kind: "load", name: "noop", title: "", method: undefined as never, setup: async () => undefined as never },
+      { kind: "load", name: "auth", title: "", baseline: "noop", target: 0.9, method: undefined as never, setup: async () => undefined as never },
+    ] as Scenario[];
+    const r = (scenario: string, callsPerSec: number): RoundResult => ({ scenario, round: 1, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: 1, loopLagP99Ms: 1, extra: {}, problems: [] });
+    expect(headline(summarise(scenarios, [r("noop", 10_000), r("auth", 8_996)]))).toEqual(["auth: 89.9 % of noop throughput (target ≥ 90 %: NOT met); CPU per call 100 % of noop's"]);
+    expect(headline(summarise(scenarios, [r("noop", 10_000), r("auth", 8_940)]))).toEqual(["auth: 89.4 % of noop throughput (target ≥ 90 %: NOT met); CPU per call 100 % of noop's"]);
+  });
+
   it("states a target only for a scenario whose baseline ran in the same run", () => {
     const scenarios = [
       { kind: "load", name: "auth", title: "", baseline: "noop", target: 0.9, method: undefined as never, setup: async () => undefined as never },
@@ -84,7 +94,7 @@ describe("bench helpers", () => {
     const r = (scenario: string, callsPerSec: number): RoundResult => ({ scenario, round: 1, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: 1, loopLagP99Ms: 1, extra: {}, problems: [] });
     // "noop" did not run (BENCH_SCENARIOS=authz adds only authz's own baseline): no verdict for auth.
     expect(headline(summarise(scenarios, [r("auth", 1000), r("authz", 950)]))).toEqual([
-      "authz: 95 % of auth throughput (target ≥ 90 %: met); CPU per call 100 % of auth's",
+      "authz: 95.0 % of auth throughput (target ≥ 90 %: met); CPU per call 100 % of auth's",
     ]);
   });
 });
