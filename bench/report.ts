@@ -109,7 +109,7 @@ export function extrasText(summaries: Summary[]): string[] {
 export function markdown(summaries: Summary[], context: { date: string; durationSec: number; rounds: number; machine: string; database: string; load: string }): string {
   const lines = [
     `Measured ${context.date} with \`npm run bench\` on ${context.machine}; ${context.database}; load from ${context.load}.`,
-    `Each figure is the median of ${context.rounds} interleaved round(s) of ${context.durationSec} s on one server; ratios are taken within a round.`,
+    `Each figure is the median of ${context.rounds} interleaved round(s) of ${context.durationSec} s on one server; ratios are taken within a round, and combined over pairs of rounds run in opposite orders (bench/README.md).`,
     "",
     `| ${HEADER.join(" | ")} |`,
     `| ${HEADER.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
