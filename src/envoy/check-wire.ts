@@ -146,6 +146,8 @@ function fail(message: string): never {
 
 /** An unsigned varint of at most 32 bits. */
 function varint(s: Scan, end: number): number {
+  // Tags, lengths and most values here are one byte.
+  if (s.p < end && s.b[s.p]! < 0x80) return s.b[s.p++]!;
   let result = 0;
   for (let shift = 0; shift < 35; shift += 7) {
     if (s.p >= end) fail("truncated varint");
