@@ -24,6 +24,9 @@ export interface Summary {
   throughputRatio?: number;
   /** This CPU per call ÷ baseline CPU per call, as `throughputRatio`. */
   cpuRatio?: number;
+  /** How many pairs of rounds `throughputRatio` comes from, and the middle half of their values (4 pairs or more). */
+  pairs?: number;
+  throughputMiddleHalf?: [number, number];
   extra: Record<string, number>;
   problems: string[];
 }
@@ -43,13 +46,39 @@ export function median(values: number[]): number {
  * cancels the position effect; a last round without a partner is left out (a one-round run keeps it).
  */
 export function pairedRatio(results: RoundResult[], name: string, baseline: string, field: "callsPerSec" | "cpuUsPerCall"): number {
+  return median(pairValues(results, name, baseline, field));
+}
+
+/** The per-pair values `pairedRatio` takes the median of (one per round when a run has a single round). */
+export function pairValues(results: RoundResult[], name: string, baseline: string, field: "callsPerSec" | "cpuUsPerCall"): number[] {
   const byRound = (n: string) => new Map(results.filter((r) => r.scenario === n).map((r) => [r.round, r[field]]));
   const base = byRound(baseline);
   const perRound = new Map([...byRound(name)].map(([round, v]) => [round, v / (base.get(round) ?? NaN)]));
-  if (perRound.size === 1) return [...perRound.values()][0]!;
+  if (perRound.size === 1) return [...perRound.values()];
   const pairs: number[] = [];
   for (const [round, ratio] of perRound) if (round % 2 === 1 && perRound.has(round + 1)) pairs.push(Math.sqrt(ratio * perRound.get(round + 1)!));
-  return median(pairs);
+  return pairs.filter(Number.isFinite);
+}
+
+/** The middle half of `values`: first and third quartiles, interpolated between ranks; undefined for fewer than 4. */
+export function middleHalf(values: number[]): [number, number] | undefined {
+  const v = [...values].sort((a, b) => a - b);
+  if (v.length < 4) return undefined;
+  const at = (p: number) => {
+    const h = (v.length - 1) * p;
+    const lo = Math.floor(h);
+    return v[lo]! + (h - lo) * (v[Math.min(lo + 1, v.length - 1)]! - v[lo]!);
+  };
+  return [at(0.25), at(0.75)];
+}
+
+function ratiosOf(results: RoundResult[], name: string, baseline: string) {
+  const pairs = pairValues(results, name, baseline, "callsPerSec");
+  const spread = middleHalf(pairs);
+  return {
+    baseline, throughputRatio: median(pairs), cpuRatio: pairedRatio(results, name, baseline, "cpuUsPerCall"), pairs: pairs.length,
+    ...(spread ? { throughputMiddleHalf: spread } : {}),
+  };
 }
 
 /** Medians and ratios of every scenario that ran. */
@@ -65,7 +94,7 @@ export function summarise(scenarios: Scenario[], results: RoundResult[]): Summar
       callsPerSec: pick((r) => r.callsPerSec), p50Us: pick((r) => r.p50Us), p99Us: pick((r) => r.p99Us), p999Us: pick((r) => r.p999Us),
       cpuUsPerCall: pick((r) => r.cpuUsPerCall), loopLagP99Ms: pick((r) => r.loopLagP99Ms),
       ...(target !== undefined ? { target } : {}),
-      ...(baseline ? { baseline, throughputRatio: pairedRatio(results, s.name, baseline, "callsPerSec"), cpuRatio: pairedRatio(results, s.name, baseline, "cpuUsPerCall") } : {}),
+      ...(baseline ? ratiosOf(results, s.name, baseline) : {}),
       extra, problems: [...new Set(mine.flatMap((r) => r.problems.map((p) => `round ${r.round}: ${p}`)))],
     };
   });
@@ -95,7 +124,10 @@ const headlinePct = (r: number) => `${(Math.floor(r * 1000 + 1e-9) / 10).toFixed
 export function headline(summaries: Summary[]): string[] {
   return summaries
     .filter((s) => s.target !== undefined && Number.isFinite(s.throughputRatio))
-    .map((s) => `${s.scenario}: ${headlinePct(s.throughputRatio!)} of ${s.baseline} throughput (target ≥ ${pct(s.target)}: ${s.throughputRatio! >= s.target! ? "met" : "NOT met"}); CPU per call ${pct(s.cpuRatio)} of ${s.baseline}'s`);
+    .map((s) => {
+      const spread = s.throughputMiddleHalf ? ` (middle half of ${s.pairs} pairs of rounds: ${pct(s.throughputMiddleHalf[0])}–${pct(s.throughputMiddleHalf[1])})` : "";
+      return `${s.scenario}: ${headlinePct(s.throughputRatio!)} of ${s.baseline} throughput${spread} (target ≥ ${pct(s.target)}: ${s.throughputRatio! >= s.target! ? "met" : "NOT met"}); CPU per call ${pct(s.cpuRatio)} of ${s.baseline}'s`;
+    });
 }
 
 /** Figures beside the table: the extras of each scenario, one line each. */

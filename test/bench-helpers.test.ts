@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { latencies, percentile } from "../bench/h2load.js";
 import { decisionCodes, parseMetrics, rpcCodes, total } from "../bench/metrics.js";
 import { roundOrder } from "../bench/order.js";
-import { headline, median, pairedRatio, summarise } from "../bench/report.js";
+import { headline, median, middleHalf, pairedRatio, summarise } from "../bench/report.js";
 import type { RoundResult } from "../bench/runner.js";
 import type { Scenario } from "../bench/scenario.js";
 
@@ -63,6 +63,26 @@ describe("bench helpers", () => {
     expect(pairedRatio(results, "auth", "noop", "callsPerSec")).toBeCloseTo(0.85, 2);
     // The plain median of per-round ratios lands on the side with more rounds: 0.85 × 0.92.
     expect(median(results.filter((x) => x.scenario === "auth").map((x) => x.callsPerSec / results.find((y) => y.scenario === "noop" && y.round === x.round)!.callsPerSec))).toBeCloseTo(0.85 * 0.92, 3);
+  });
+
+  it("states how many pairs of rounds a ratio rests on and the middle half of their values", () => {
+    const [q1, q3] = middleHalf([0.9, 0.7, 1.1, 0.8, 1.0, 0.85, 0.95, 0.75])!;
+    expect(q1).toBeCloseTo(0.7875); // three quarters of the way from the 2nd value (0.75) to the 3rd (0.8)
+    expect(q3).toBeCloseTo(0.9625);
+    expect(middleHalf([0.9, 0.8, 1.0])).toBeUndefined();
+    const scenarios = [
+      { kind: "load", name: "noop", title: "", method: undefined as never, setup: async () => undefined as never },
+      { kind: "load", name: "check", title: "", baseline: "noop", target: 0.9, method: undefined as never, setup: async () => undefined as never },
+    ] as Scenario[];
+    const r = (scenario: string, round: number, callsPerSec: number): RoundResult => ({ scenario, round, calls: 1, callsPerSec, p50Us: 1, p99Us: 1, p999Us: 1, cpuUsPerCall: 1, loopLagP99Ms: 1, extra: {}, problems: [] });
+    // Both rounds of each pair at the same ratio: pairs 0.7, 0.8, 0.85, 0.9.
+    const results = [0.7, 0.7, 0.8, 0.8, 0.85, 0.85, 0.9, 0.9].flatMap((q, i) => [r("noop", i + 1, 1000), r("check", i + 1, 1000 * q)]);
+    const [, check] = summarise(scenarios, results);
+    expect(check!.pairs).toBe(4);
+    expect(check!.throughputMiddleHalf![0]).toBeCloseTo(0.775);
+    expect(check!.throughputMiddleHalf![1]).toBeCloseTo(0.8625);
+    expect(check!.throughputRatio).toBeCloseTo(0.825);
+    expect(headline([check!])).toEqual(["check: 82.5 % of noop throughput (middle half of 4 pairs of rounds: 78 %–86 %) (target ≥ 90 %: NOT met); CPU per call 100 % of noop's"]);
   });
 
   it("alternates the order of a round's scenarios, keeping a paced scenario right after the one it is paced on", () => {
