@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: one real server in a child process, every selected scenario measured in
- * interleaved rounds on it (the order alternating from round to round; see order.ts), medians and ratios printed, and results written to bench/out/.
+ * interleaved rounds on it (the order alternating from round to round; see order.ts), medians
+ * and ratios printed, and results written to bench/out/.
  *
  * Environment: BENCH_DURATION (measured seconds per run, default 8), BENCH_ROUNDS (default 4: two pairs),
  * BENCH_SCENARIOS (comma-separated names; baselines are added automatically), BENCH_WARMUP

@@ -60,7 +60,7 @@ function statementsPer1000(rpc: string, admittedCode: string) {
  * deploy/envoy.yaml's 0.2 s: under the saturating closed-loop load (p99.9 near 200 ms here) a 0.2 s
  * deadline answers some calls UNAVAILABLE, correctly, and the bench would count them as wrong.
  */
-const ENVOY_HEADERS = { "grpc-timeout": "1S" };
+export const ENVOY_HEADERS = { "grpc-timeout": "1S" };
 
 /** An allowed Check of a warm key with a quota charge, shaped as Envoy sends it. */
 async function checkSetup(ctx: BenchContext) {

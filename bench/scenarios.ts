@@ -11,12 +11,18 @@ import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
 import { argon2Figures, delta } from "./metrics.js";
 import { paced } from "./paced.js";
 import { customScenario, loadScenario, type BenchContext, type Scenario } from "./scenario.js";
-import { moreScenarios } from "./scenarios-more.js";
+import { ENVOY_HEADERS, moreScenarios } from "./scenarios-more.js";
 
 const CLIENT_IP = "203.0.113.7";
 const WRONG_SECRETS_PER_SEC = Number(process.env.BENCH_WRONG_SECRETS_PER_SEC ?? 200);
 const COLD_KEYS = Number(process.env.BENCH_COLD_KEYS ?? 300);
 const COLD_CONCURRENCY = Number(process.env.BENCH_COLD_CONCURRENCY ?? 16);
+
+/** The no-op's request (the server's overall health) and its check. */
+const healthServing = async () => ({
+  request: { service: "" },
+  expect: (res: { status: HealthCheckResponse_ServingStatus }) => (res.status === HealthCheckResponse_ServingStatus.SERVING ? undefined : `expected SERVING, got ${res.status}`),
+});
 
 /** A valid key whose verification is cached before measuring starts. */
 async function warmKey(ctx: BenchContext): Promise<string> {
@@ -95,12 +101,7 @@ export const scenarios: Scenario[] = [
     name: "noop",
     title: "no-op: grpc.health.v1.Health/Check (same grpc-js adapter and call pipeline)",
     method: Health.method.check,
-    async setup() {
-      return {
-        request: { service: "" },
-        expect: (res) => (res.status === HealthCheckResponse_ServingStatus.SERVING ? undefined : `expected SERVING, got ${res.status}`),
-      };
-    },
+    setup: healthServing,
   }),
 
   loadScenario({
@@ -108,13 +109,8 @@ export const scenarios: Scenario[] = [
     title: "no-op as above, with the `grpc-timeout: 1S` header Envoy sends on a Check (what a deadline costs the transport)",
     method: Health.method.check,
     baseline: "noop",
-    headers: { "grpc-timeout": "1S" },
-    async setup() {
-      return {
-        request: { service: "" },
-        expect: (res) => (res.status === HealthCheckResponse_ServingStatus.SERVING ? undefined : `expected SERVING, got ${res.status}`),
-      };
-    },
+    headers: ENVOY_HEADERS,
+    setup: healthServing,
   }),
 
   loadScenario({
