@@ -38,26 +38,27 @@ export function createCatalogCache(load: () => Promise<LimitDefinition[]>, now: 
       .then((defs) => {
         current = buildCatalog(defs);
         loadedAfter = started;
-        loadedAtMs = started === invalidations ? now() : Number.NEGATIVE_INFINITY;
+        loadedAtMs = now();
         return current;
       })
       .finally(() => (loading = undefined)));
   };
   const stale = () => loadedAfter !== invalidations;
+  /** Reload when invalidated since the current catalog's load began, or older than the TTL. */
+  const due = () => stale() || now() - loadedAtMs >= ttlMs;
 
   return {
     async get() {
       if (!current) return reload();
-      if (now() - loadedAtMs >= ttlMs) void reload().catch(() => undefined);
+      if (due()) void reload().catch(() => undefined);
       return current;
     },
     peek() {
-      if (current && now() - loadedAtMs >= ttlMs) void reload().catch(() => undefined);
+      if (current && due()) void reload().catch(() => undefined);
       return current;
     },
     invalidate() {
       invalidations++;
-      loadedAtMs = Number.NEGATIVE_INFINITY;
     },
     stale,
     async fresh() {
