@@ -212,6 +212,70 @@ describe("leasing engine against PostgreSQL", () => {
     expect(await hammer(b.engine, [d], 3)).toBe(1);
   });
 
+  it("leases the next block before the held one runs out, so a hot counter's calls keep answering from memory", async () => {
+    const d = await limit({ amount: 1_000_000 });
+    const repo = createQuotaRepo(pool);
+    // The real store, with each lease's promise and the tokens held when it was asked for recorded.
+    const leases: { heldThen: number; answer: Promise<unknown> }[] = [];
+    const watched: typeof repo = Object.create(repo, {
+      leaseWindow: { value: (l: Parameters<typeof repo.leaseWindow>[0]) => {
+        const answer = repo.leaseWindow(l);
+        leases.push({ heldThen: e.held(), answer });
+        return answer;
+      } },
+    });
+    const e = createLeaseEngine(watched, now, { minBlock: 100, maxBlock: 100 });
+    await e.charge([d], subject(), 1, false); // the first block
+    let waited = 0;
+    for (let i = 0; i < 1000; i++) {
+      const out = e.charge([d], subject(), 1, false);
+      if (out instanceof Promise) {
+        waited++;
+        await out;
+      }
+      // The store's answer arrives while calls go on (as on a server's event loop).
+      if (leases.length > 0) await leases[leases.length - 1]!.answer;
+    }
+    expect(waited).toBe(0);
+    // One lease per block as before, each asked for while a quarter of a block was still held.
+    expect(leases).toHaveLength(11);
+    for (const l of leases.slice(1)) expect(l.heldThen).toBe(24);
+    await e.close();
+    expect(await storedUsed(pool, d.limitId)).toBe(1001);
+  });
+
+  it("leaves a failed early lease to the call that needs the tokens, and does not retry it on every call", async () => {
+    const d = await limit({ amount: 1_000_000 });
+    const repo = createQuotaRepo(pool);
+    let failing = false;
+    let attempts = 0;
+    const flaky: typeof repo = Object.create(repo, {
+      leaseWindow: { value: (l: Parameters<typeof repo.leaseWindow>[0]) => {
+        attempts++;
+        return failing ? Promise.reject(new Error("store down")) : repo.leaseWindow(l);
+      } },
+    });
+    const e = createLeaseEngine(flaky, now, { minBlock: 100, maxBlock: 100 });
+    await e.charge([d], subject(), 1, false);
+    failing = true;
+    attempts = 0;
+    const answers: unknown[] = [];
+    for (let i = 0; i < 99; i++) {
+      answers.push(e.charge([d], subject(), 1, false));
+      await new Promise((r) => setImmediate(r)); // the failed early lease settles meanwhile
+    }
+    // Every held token was still spent from memory; the early lease was tried once, not per call.
+    expect(answers.every((a) => Array.isArray(a))).toBe(true);
+    expect(attempts).toBe(1);
+    // The call that finds nothing held asks the store itself, and reports its failure.
+    await expect(e.charge([d], subject(), 1, false)).rejects.toThrow("store down");
+    failing = false;
+    const next = await e.charge([d], subject(), 1, false);
+    expect(next[0]!.exceeded).toBe(false);
+    await e.close();
+    expect(await storedUsed(pool, d.limitId)).toBe(101);
+  });
+
   it("needs well under 20 statements per 1,000 admitted calls at a steady rate on a hot key", async () => {
     const d = await limit({ amount: 10_000_000 });
     const { repo, engine: e } = engine();

@@ -60,6 +60,8 @@ interface Slot {
   /** Observed demand, tokens per ms (exponentially weighted). */
   rate: number;
   inflight?: Promise<void>;
+  /** No early lease (refillAhead) before this instant: the last one failed. */
+  aheadAfterMs?: number;
   /** Set when the slot leaves the engine's map (window ended, idle, shutdown): a remembered reference must not be used. */
   retired?: boolean;
 }
@@ -205,12 +207,37 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
         await slot.inflight;
         continue;
       }
-      const want = Math.max(need, Math.min(o.maxBlock, Math.max(o.minBlock, Math.ceil(slot.rate * o.targetLeaseMs))));
+      const want = Math.max(need, blockFor(slot));
       const granted = lease(slot, need, want);
       slot.inflight = settled(granted, slot);
       // The store granted nothing: it is exhausted for this cost (anything granted goes round the loop again).
       if ((await granted) === 0 && slot.local < cost) return false;
     }
+  }
+
+  /** The block a lease asks for: enough for `targetLeaseMs` at the observed rate, within the bounds. */
+  function blockFor(slot: Slot): number {
+    return Math.min(o.maxBlock, Math.max(o.minBlock, Math.ceil(slot.rate * o.targetLeaseMs)));
+  }
+
+  /**
+   * Starts the next lease before the held tokens run out, so that a hot counter keeps answering
+   * from memory: without it, once per block every call of that counter waited for the store's
+   * answer together. When what is held falls below a quarter of a block, one block is asked for
+   * in the background (at most one lease per counter is in flight). Its failure is not reported
+   * here: the call that finds nothing held leases again and reports it; no early lease is tried
+   * again for `recheckMs`, so a store that is down is not asked once per call. Window counters only —
+   * a bucket's leased tokens must be spent within `bucketLeaseMs` of the lease, and a lease
+   * renews that for everything held.
+   */
+  function refillAhead(slot: Slot, nowMs: number): void {
+    if (slot.inflight || slot.retired || isBucket(slot.def) || nowMs < (slot.aheadAfterMs ?? 0)) return;
+    const block = blockFor(slot);
+    if (slot.local * 4 >= block) return;
+    if (nowMs < slot.learnedAtMs + o.recheckMs && storeLeftNow(slot, nowMs) < 1) return; // known to be spent
+    const granted = lease(slot, 1, block);
+    granted.catch(() => (slot.aheadAfterMs = now() + o.recheckMs));
+    slot.inflight = settled(granted, slot);
   }
 
   /** Brings what this replica knows of the store up to date when it is stale (checks and dry runs). */
@@ -248,6 +275,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
     return slots_.map((slot) => {
       observe(slot, cost, nowMs);
       slot.local -= cost;
+      refillAhead(slot, nowMs);
       return outcome(slot, cost, true, cost, nowMs);
     });
   }
@@ -271,6 +299,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       observe(slot, cost, nowMs);
       // Tokens already held here need no lease.
       const fits = takeLocal(slot, cost) || (await acquire(slot, cost));
+      if (fits) refillAhead(slot, nowMs);
       outcomes.push(outcome(slot, cost, fits, fits ? cost : 0, nowMs));
       if (!fits && !slot.def.shadow) denied = true;
     }
