@@ -72,6 +72,11 @@ export function generateKey(prefix: string, keyId: string = newKeyId()): ParsedK
  * `Authorization` scheme (`Bearer`, any case). `X-API-Key` values arrive bare.
  */
 export function unwrapCredential(raw: string): string {
+  // A bare key (the usual X-API-Key value) is returned as it is: ASCII at both ends, no space to
+  // trim, and not starting with a "b" that could begin a scheme.
+  const first = raw.charCodeAt(0);
+  const last = raw.charCodeAt(raw.length - 1);
+  if (first > 0x20 && first < 0x7f && (first | 0x20) !== 0x62 && last > 0x20 && last < 0x7f) return raw;
   const trimmed = raw.trim();
   const match = /^bearer(?:\s+(.*))?$/is.exec(trimmed);
   return (match ? (match[1] ?? "") : trimmed).trim();

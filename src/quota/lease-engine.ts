@@ -272,12 +272,15 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   /** The warm case: every limit's cost is held here, so the charge completes without a promise. */
   function chargeHeld(slots_: Slot[], cost: number, nowMs: number): LimitOutcome[] | undefined {
     for (const slot of slots_) if (!holds(slot, cost)) return undefined;
-    return slots_.map((slot) => {
-      observe(slot, cost, nowMs);
-      slot.local -= cost;
-      refillAhead(slot, nowMs);
-      return outcome(slot, cost, true, cost, nowMs);
-    });
+    return slots_.map((slot) => takeHeld(slot, cost, nowMs));
+  }
+
+  /** Spends `cost` of what `slot` holds (the caller checked `holds`). */
+  function takeHeld(slot: Slot, cost: number, nowMs: number): LimitOutcome {
+    observe(slot, cost, nowMs);
+    slot.local -= cost;
+    refillAhead(slot, nowMs);
+    return outcome(slot, cost, true, cost, nowMs);
   }
 
   /** Charges slot by slot, leasing from the store where needed; all or nothing (see `charge`). */
@@ -316,6 +319,11 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   return {
     charge(defs, subject, cost, dryRun) {
       const nowMs = now();
+      if (defs.length === 1 && cost > 0 && !dryRun) {
+        // One limit (an Envoy route's usual case): no slot list to build when its tokens are held.
+        const slot = slotOf(defs[0]!, subject, nowMs);
+        return holds(slot, cost) ? [takeHeld(slot, cost, nowMs)] : chargeSlots([slot], cost, dryRun, nowMs);
+      }
       const slots_ = new Array<Slot>(defs.length); // sized once (a pushed array grows to 17 slots)
       for (let i = 0; i < defs.length; i++) slots_[i] = slotOf(defs[i]!, subject, nowMs);
       return (cost > 0 && !dryRun && chargeHeld(slots_, cost, nowMs)) || chargeSlots(slots_, cost, dryRun, nowMs);
