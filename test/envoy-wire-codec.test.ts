@@ -16,6 +16,9 @@ import { CheckRequestSchema, CheckResponseSchema, OkHttpResponseSchema } from ".
 import { HeaderValueOptionSchema } from "../src/gen/envoy/config/core/v3/base_pb.js";
 import { LimitStatusSchema } from "../src/gen/tollgate/v1/quota_pb.js";
 import { WireWriter } from "../src/transport/wire-writer.js";
+import { quotaHeaderParts, quotaHeaders } from "../src/quota/headers.js";
+import type { LimitOutcome } from "../src/quota/lease-engine.js";
+import type { LimitDefinition } from "../src/quota/limits.js";
 
 /** A small deterministic PRNG, so a failure names a reproducible seed. */
 function rng(seed: number) {
@@ -197,6 +200,38 @@ describe("CheckResponse wire writer", () => {
       const wire = fromBinary(CheckResponseSchema, encodeCheckResponse(decision));
       expect(equals(CheckResponseSchema, wire, checkResponseFor(decision)), `call ${i}`).toBe(true);
     });
+  });
+
+  it("writes an admitted charge's rate-limit headers from their parts exactly as the record they stand for", () => {
+    const def = (name: string, over: Partial<LimitDefinition> = {}): LimitDefinition => ({ limitId: 1, name, scope: "plan", scopeId: "p", per: "key", kind: "quota", amount: 100,
+      refill: 0, period: "hour", refillMode: "set", cap: null, shadow: false, autoApply: false, ...over });
+    const nowMs = Date.parse("2026-11-30T05:20:00.250Z");
+    const outcome = (d: LimitDefinition, remaining: number, resetAtMs: number): LimitOutcome => ({ def: d, limit: d.amount, remaining, resetAtMs, windowSeconds: 3600, retryAfterMs: 0, exceeded: false, charged: 1 });
+    const defs = [def("requests"), def("tökens ✓", { amount: 5000 }), def("big", { amount: 1e12 })];
+    const hour = Date.parse("2026-11-30T06:00:00Z");
+    let written = 0;
+    // Remaining and seconds across digit-count boundaries, reset instants that change and change back, every key and strip.
+    for (const [i, remaining] of [0, 9, 10, 99, 100, 4999, 1e12 - 1].entries()) {
+      for (const resetAtMs of [nowMs, nowMs + 999, nowMs + 1000, hour, hour + 3_600_000, hour]) {
+        for (const d of defs) {
+          const outcomes = [outcome(d, remaining, resetAtMs)];
+          const parts = quotaHeaderParts(outcomes, true, nowMs)!;
+          expect(parts.toRecord()).toEqual(quotaHeaders(outcomes, true, nowMs));
+          const decision: CheckDecision = { allowed: true, code: "VALID", key: keys[i % 3]!, strip: strips[i % 3]!, responseHeaders: parts };
+          const wire = fromBinary(CheckResponseSchema, encodeCheckResponse(decision));
+          const expected = checkResponseFor({ ...decision, responseHeaders: parts.toRecord() });
+          expect(equals(CheckResponseSchema, wire, expected), `${d.name} r=${remaining} reset=${resetAtMs}`).toBe(true);
+          written++;
+        }
+      }
+    }
+    expect(written).toBe(7 * 6 * 3);
+    // The usual shape only: a shadow limit, a reset that never comes, two limits or a denial keep the record.
+    const d = defs[0]!;
+    expect(quotaHeaderParts([outcome(def("s", { shadow: true }), 1, hour)], true, nowMs)).toBeUndefined();
+    expect(quotaHeaderParts([outcome(d, 1, Number.POSITIVE_INFINITY)], true, nowMs)).toBeUndefined();
+    expect(quotaHeaderParts([outcome(d, 1, hour), outcome(defs[1]!, 2, hour)], true, nowMs)).toBeUndefined();
+    expect(quotaHeaderParts([outcome(d, 1, hour)], false, nowMs)).toBeUndefined();
   });
 
   it("writes denials with the generic encoder", () => {

@@ -5,7 +5,7 @@ import { HeaderValueOption_HeaderAppendAction as AppendAction, type HeaderValueO
 import { CheckResponseSchema, type CheckResponse } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { StatusCode } from "../gen/envoy/type/v3/http_status_pb.js";
 import { clientResponseFor } from "../services/convert.js";
-import type { CheckAllow, CheckDecision, CheckDeny } from "./check.js";
+import { headerRecord, type CheckAllow, type CheckDecision, type CheckDeny } from "./check.js";
 
 /** Headers Tollgate sets on an allowed request for the upstream. Clients cannot inject them: each overwrites. */
 export const IDENTITY_HEADERS = {
@@ -64,7 +64,7 @@ function allowResponse(d: CheckAllow): CheckResponse {
         headers: identityHeaders(d.key),
         headersToRemove: [...d.strip.headers],
         queryParametersToRemove: [...d.strip.queryParameters],
-        responseHeadersToAdd: toHeaders(d.responseHeaders),
+        responseHeadersToAdd: toHeaders(headerRecord(d.responseHeaders)),
       },
     },
     dynamicMetadata: metadataOf(d.key, d.code),

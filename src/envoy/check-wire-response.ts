@@ -2,9 +2,10 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { KeyRecord } from "../domain/key.js";
 import { CheckResponseSchema, OkHttpResponseSchema } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { HeaderValueOption_HeaderAppendAction as AppendAction } from "../gen/envoy/config/core/v3/base_pb.js";
-import { WireWriter, wireWriter } from "../transport/wire-writer.js";
+import { decimalLength, WireWriter, wireWriter } from "../transport/wire-writer.js";
 import { checkResponseFor, identityHeaders, metadataOf } from "./check-response.js";
-import type { CheckAllow, CheckDecision } from "./check.js";
+import { headerRecord, type CheckAllow, type CheckDecision } from "./check.js";
+import { RateLimitHeaderParts, type FixedParts } from "../quota/headers.js";
 import type { CredentialLocations } from "./credentials.js";
 
 /**
@@ -80,7 +81,67 @@ function encodeAllow(d: CheckAllow): Uint8Array {
   const ok = w.begin(3); // ok_response
   w.raw(identity);
   if (d.strip.headers.length > 0 || d.strip.queryParameters.length > 0) w.raw(stripFields(d.strip));
-  const added = d.responseHeaders;
+  const parts = d.responseHeaders;
+  if (!(parts instanceof RateLimitHeaderParts && writeQuotaHeaders(w, parts))) writeHeaderRecord(w, headerRecord(parts));
+  return w.end(ok).finish();
+}
+
+/** The encoded `response_headers_to_add` entry of one header, as `overwrite()` sets it (kept for reuse). */
+function headerOption(name: string, value: string): Buffer {
+  const w = new WireWriter(256);
+  const option = w.begin(6);
+  const header = w.begin(1);
+  w.string(1, name).string(2, value).end(header);
+  w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+  return w.copy(0);
+}
+
+/** Per limit (its fixed header parts): the policy and limit headers encoded, and the reset header of the last reset instant. */
+interface QuotaHeaderBytes {
+  constant: Buffer;
+  /** `"<name>";r=`, the start of the `ratelimit` value. */
+  ratelimitStart: string;
+  resetAtMs: number;
+  reset: Buffer;
+}
+/** null: a part is not ASCII, so the record path writes these headers. */
+const quotaHeaderBytes = new WeakMap<FixedParts, QuotaHeaderBytes | null>();
+
+const isAscii = (text: string) => /^[\x00-\x7f]*$/.test(text);
+
+/**
+ * Writes an admitted charge's rate-limit headers from their parts (the same entries, in the same
+ * order, as the record `p.toRecord()` gives): the policy and limit as bytes encoded once per
+ * limit, `ratelimit` and `x-ratelimit-remaining` with their numbers written as digits, the reset
+ * as bytes encoded once per reset instant. Returns false, having written nothing, when the parts
+ * cannot be written this way.
+ */
+function writeQuotaHeaders(w: WireWriter, p: RateLimitHeaderParts): boolean {
+  const { fixed, remaining, resetSeconds } = p;
+  let c = quotaHeaderBytes.get(fixed);
+  if (c === undefined) {
+    c = isAscii(fixed.quotedName) ? { constant: Buffer.concat([headerOption("ratelimit-policy", fixed.policy), headerOption("x-ratelimit-limit", fixed.limit)]), ratelimitStart: `${fixed.quotedName};r=`, resetAtMs: Number.NaN, reset: Buffer.alloc(0) } : null;
+    quotaHeaderBytes.set(fixed, c);
+  }
+  if (c === null || !Number.isSafeInteger(remaining) || remaining < 0) return false;
+  if (c.resetAtMs !== p.resetAtMs) [c.reset, c.resetAtMs] = [headerOption("x-ratelimit-reset", fixed.resetAt(p.resetAtMs)), p.resetAtMs];
+  w.raw(c.constant);
+  const remainingLength = decimalLength(remaining);
+  let option = w.begin(6);
+  let header = w.begin(1);
+  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + decimalLength(resetSeconds));
+  w.ascii(c.ratelimitStart).decimal(remaining).ascii(";t=").decimal(resetSeconds).end(header);
+  w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+  option = w.begin(6);
+  header = w.begin(1);
+  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining).end(header);
+  w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+  w.raw(c.reset);
+  return true;
+}
+
+/** Writes a header record's entries, reusing an entry's encoding while its value repeats (see HeaderMemo). */
+function writeHeaderRecord(w: WireWriter, added: Readonly<Record<string, string>>): void {
   for (const name in added) {
     const value = added[name]!;
     const memo = headerMemo.get(name);
@@ -98,5 +159,4 @@ function encodeAllow(d: CheckAllow): Uint8Array {
     } else if (memo.value === value) memo.bytes = w.copy(start);
     else [memo.value, memo.bytes] = [value, undefined];
   }
-  return w.end(ok).finish();
 }

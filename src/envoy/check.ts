@@ -9,6 +9,7 @@ import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import type { Verification } from "../keys/verifier.js";
 import type { Authenticate, Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, DecisionCode } from "./ports.js";
 import { quotaHeaders } from "./quota-headers.js";
+import { RateLimitHeaderParts } from "../quota/headers.js";
 import type { RouteSettings } from "./route-settings.js";
 
 /** The domain calls one Check makes. `authorize` and `consume` are optional only until they are wired. */
@@ -25,8 +26,13 @@ export interface CheckAllow {
   key: KeyRecord;
   /** Credential headers and query parameters to remove before the request goes upstream. */
   strip: CredentialLocations;
-  /** Rate-limit headers for the end client's response. */
-  responseHeaders: Record<string, string>;
+  /** Rate-limit headers for the end client's response (as parts when the quota step gave them; see `headerRecord`). */
+  responseHeaders: Readonly<Record<string, string>> | RateLimitHeaderParts;
+}
+
+/** An allowed decision's response headers as a record. */
+export function headerRecord(headers: CheckAllow["responseHeaders"]): Readonly<Record<string, string>> {
+  return headers instanceof RateLimitHeaderParts ? headers.toRecord() : headers;
 }
 
 /** Refuse the request; the adapter turns `code` into 401 / 403 / 429. */
@@ -80,13 +86,14 @@ function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps
 }
 
 function charged(view: HttpRequestView, route: RouteSettings, key: KeyRecord, o: ConsumeOutcome): CheckDecision {
+  if (o.allowed && o.headerParts) return allow(view, route, key, o.headerParts);
   const responseHeaders = quotaHeaders(o);
   return o.allowed ? allow(view, route, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
 }
 
 const NOTHING_TO_STRIP: CredentialLocations = Object.freeze({ headers: Object.freeze([]), queryParameters: Object.freeze([]) });
 
-function allow(view: HttpRequestView, route: RouteSettings, key: KeyRecord, responseHeaders: Record<string, string>): CheckAllow {
+function allow(view: HttpRequestView, route: RouteSettings, key: KeyRecord, responseHeaders: CheckAllow["responseHeaders"]): CheckAllow {
   const strip = route.stripCredentials ? credentialLocations(view, route.credentialSources) : NOTHING_TO_STRIP;
   return { allowed: true, code: "VALID", key, strip, responseHeaders };
 }

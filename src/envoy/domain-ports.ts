@@ -5,6 +5,7 @@ import { isQueryError, parseQuery, queryError, type QueryNode } from "../policy/
 import { quotaSubjectOf } from "../quota/limits.js";
 import { QUOTA_MESSAGES, type QuotaDecision, type QuotaRequest, type QuotaService } from "../quota/quota-service.js";
 import type { KeyRecord } from "../domain/key.js";
+import type { RateLimitHeaderParts } from "../quota/headers.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import type { EffectivePolicy } from "../policy/effective.js";
 import type { Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, LimitState } from "./ports.js";
@@ -16,13 +17,13 @@ export interface EnvoyPortDeps {
 }
 
 /**
- * A quota decision in the Envoy adapters' terms. The per-limit states are built only when read
+ * A quota decision in the Envoy adapters' terms. The per-limit states and the headers are built only when read
  * (a denial's `retry-after`, the rate-limit service's statuses): an allowed Check never needs them.
  */
 class QuotaOutcome implements ConsumeOutcome {
   readonly allowed: boolean;
   readonly code: QuotaDecision["code"];
-  readonly headers: Record<string, string>;
+  readonly headerParts: RateLimitHeaderParts | undefined;
   /** quota/headers.ts writes lower-case names only. */
   readonly lowerCaseNames = true;
   readonly message: string;
@@ -31,8 +32,13 @@ class QuotaOutcome implements ConsumeOutcome {
   constructor(private readonly decision: QuotaDecision) {
     this.allowed = decision.allowed;
     this.code = decision.code;
-    this.headers = decision.headers;
+    this.headerParts = decision.headerParts;
     this.message = QUOTA_MESSAGES[decision.code];
+  }
+
+  /** Built when first read (an admitted Check writes `headerParts` instead). */
+  get headers(): Record<string, string> {
+    return this.decision.headers;
   }
 
   get limits(): LimitState[] {

@@ -10,6 +10,7 @@ import type { KeyRecord } from "../domain/key.js";
 import type { MaybePromise } from "../domain/maybe-promise.js";
 import type { Code } from "../gen/tollgate/v1/code_pb.js";
 import type { Verification } from "../keys/verifier.js";
+import type { RateLimitHeaderParts } from "../quota/headers.js";
 
 /** A decision code name from the public vocabulary (`INVALID_API_KEY`, `RATE_LIMITED`, ...). */
 export type DecisionCode = keyof typeof Code;
@@ -80,6 +81,8 @@ export interface ConsumeOutcome {
   headers: Record<string, string>;
   /** True when every name in `headers` is lower-case already (the quota service's are); else they are lower-cased. */
   lowerCaseNames?: boolean;
+  /** The same headers as parts, when the quota service gave them (an admitted charge of one limit): written without building `headers`. */
+  headerParts?: RateLimitHeaderParts | undefined;
   message: string;
 }
 

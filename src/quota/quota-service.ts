@@ -1,7 +1,7 @@
 import { unavailable, Violations } from "../domain/errors.js";
 import type { QuotaRepo } from "../store/quota-repo.js";
 import type { CatalogCache } from "./catalog-cache.js";
-import { quotaHeaders } from "./headers.js";
+import { quotaHeaderParts, quotaHeaders, type RateLimitHeaderParts } from "./headers.js";
 import { createIdempotencyCache } from "./idempotency.js";
 import type { LeaseEngine, LimitOutcome } from "./lease-engine.js";
 import { denialCode, type LimitCatalog, type LimitDefinition, type QuotaSubject } from "./limits.js";
@@ -30,6 +30,8 @@ export interface QuotaDecision {
   code: "OK" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "BUDGET_EXCEEDED";
   limits: LimitStatusValue[];
   headers: Record<string, string>;
+  /** The headers as parts, when they take the usual shape (see RateLimitHeaderParts); absent from stored answers. */
+  headerParts?: RateLimitHeaderParts | undefined;
   /** This answer is the stored answer of an earlier call with the same idempotency key. */
   replayed: boolean;
 }
@@ -83,24 +85,32 @@ function statusOf(o: LimitOutcome): LimitStatusValue {
 }
 
 /**
- * A charge's decision, with `limits` (one status object per limit) built only when read: an
- * admitted Envoy Check sends the headers and never reads the limits. `limits` is a getter on the
- * prototype, which a spread leaves out: `toJSON()` gives the plain decision, and is what is
- * stored or spread (JSON.stringify calls it too).
+ * A charge's decision, with `limits` (one status object per limit) and `headers` built only when
+ * read: an admitted Envoy Check never reads the limits, and writes the headers from
+ * `headerParts`. Both are getters on the prototype, which a spread leaves out: `toJSON()` gives
+ * the plain decision, and is what is stored or spread (JSON.stringify calls it too).
  */
 class ChargeDecision implements QuotaDecision {
   readonly replayed = false;
+  readonly headerParts: RateLimitHeaderParts | undefined;
   #limits: LimitStatusValue[] | undefined;
+  #headers: Record<string, string> | undefined;
 
   constructor(
     readonly allowed: boolean,
     readonly code: QuotaDecision["code"],
-    readonly headers: Record<string, string>,
     private readonly outcomes: readonly LimitOutcome[],
-  ) {}
+    private readonly nowMs: number,
+  ) {
+    this.headerParts = quotaHeaderParts(outcomes, allowed, nowMs);
+  }
 
   get limits(): LimitStatusValue[] {
     return (this.#limits ??= this.outcomes.map(statusOf));
+  }
+
+  get headers(): Record<string, string> {
+    return (this.#headers ??= this.headerParts ? this.headerParts.toRecord() : quotaHeaders(this.outcomes, this.allowed, this.nowMs));
   }
 
   toJSON(): QuotaDecision {
@@ -169,7 +179,7 @@ export function createQuotaService(deps: QuotaServiceDeps): QuotaService {
       }
     }
     const allowed = deniedBy === undefined;
-    return new ChargeDecision(allowed, deniedBy ? denialCode(deniedBy.def.kind) : "OK", quotaHeaders(outcomes, allowed, deps.now()), outcomes);
+    return new ChargeDecision(allowed, deniedBy ? denialCode(deniedBy.def.kind) : "OK", outcomes, deps.now());
   }
 
   function recordUsage(subject: QuotaSubject, req: QuotaRequest, decision: QuotaDecision, outcomes: LimitOutcome[]): QuotaDecision {

@@ -124,6 +124,27 @@ export class WireWriter {
     return this;
   }
 
+  /** ASCII text as it is, without tag or length (the caller knows it is ASCII, and its length). */
+  ascii(text: string): this {
+    this.room(text.length);
+    const buf = this.buf;
+    for (let i = 0; i < text.length; i++) buf[this.pos++] = text.charCodeAt(i);
+    return this;
+  }
+
+  /** A non-negative safe integer as decimal ASCII digits, without tag or length (`decimalLength` digits). */
+  decimal(n: number): this {
+    const length = decimalLength(n);
+    this.room(length);
+    const buf = this.buf;
+    for (let i = this.pos + length - 1; i >= this.pos; i--) {
+      buf[i] = 0x30 + (n % 10);
+      n = Math.floor(n / 10);
+    }
+    this.pos += length;
+    return this;
+  }
+
   /** A length-delimited field holding `bytes` (an encoded sub-message). */
   bytesField(field: number, bytes: Uint8Array): this {
     return this.tag(field, 2).varint(bytes.length).raw(bytes);
@@ -154,6 +175,13 @@ export class WireWriter {
     this.pos += length;
     return this;
   }
+}
+
+/** How many decimal digits `decimal(n)` writes for a non-negative safe integer. */
+export function decimalLength(n: number): number {
+  let length = 1;
+  for (; n >= 10; length++) n = Math.floor(n / 10);
+  return length;
 }
 
 /** The writer every hot-path encoder shares (see the class comment). */
