@@ -31,6 +31,11 @@ interface KeyParts {
   head: Uint8Array;
   /** The identity headers, as OkHttpResponse fields. */
   identity: Uint8Array;
+  /**
+   * Per set of credential locations: the identity headers, the strip fields and the constant
+   * rate-limit headers of the last limit answered with, as one run of OkHttpResponse fields.
+   */
+  okStarts: Map<CredentialLocations, { constant: Buffer | undefined; bytes: Buffer }>;
 }
 
 /** Key records are replaced (not changed) when a key changes, so the parts live exactly as long as the record. */
@@ -42,6 +47,7 @@ function keyParts(key: KeyRecord): KeyParts {
     parts = {
       head: toBinary(CheckResponseSchema, create(CheckResponseSchema, { status: { code: 0 }, dynamicMetadata: metadataOf(key, "VALID") })),
       identity: toBinary(OkHttpResponseSchema, create(OkHttpResponseSchema, { headers: identityHeaders(key) })),
+      okStarts: new Map(),
     };
     partsByKey.set(key, parts);
   }
@@ -76,14 +82,31 @@ const headerMemo = new Map<string, HeaderMemo>();
 const MAX_MEMO_NAMES = 64;
 
 function encodeAllow(d: CheckAllow): Uint8Array {
-  const { head, identity } = keyParts(d.key);
-  const w = wireWriter.start().raw(head);
-  const ok = w.begin(3); // ok_response
-  w.raw(identity);
-  if (d.strip.headers.length > 0 || d.strip.queryParameters.length > 0) w.raw(stripFields(d.strip));
+  const key = keyParts(d.key);
   const parts = d.responseHeaders;
-  if (!(parts instanceof RateLimitHeaderParts && writeQuotaHeaders(w, parts))) writeHeaderRecord(w, headerRecord(parts));
+  const quota = parts instanceof RateLimitHeaderParts ? quotaBytesFor(parts) : undefined;
+  const w = wireWriter.start().raw(key.head);
+  const ok = w.begin(3); // ok_response
+  w.raw(okStart(key, d.strip, quota?.constant));
+  if (quota) writeQuotaHeaders(w, parts as RateLimitHeaderParts, quota);
+  else writeHeaderRecord(w, headerRecord(parts));
   return w.end(ok).finish();
+}
+
+/** Most sets of credential locations remembered per key (a route's sources decide them; routes are few). */
+const MAX_OK_STARTS = 16;
+
+/** The identity headers, the strip fields and the constant rate-limit headers, as one run of bytes (see KeyParts). */
+function okStart(key: KeyParts, strip: CredentialLocations, constant: Buffer | undefined): Buffer {
+  const known = key.okStarts.get(strip);
+  if (known && known.constant === constant) return known.bytes;
+  const runs = [key.identity];
+  if (strip.headers.length > 0 || strip.queryParameters.length > 0) runs.push(stripFields(strip));
+  if (constant) runs.push(constant);
+  const bytes = Buffer.concat(runs);
+  if (key.okStarts.size >= MAX_OK_STARTS && !known) key.okStarts.clear();
+  key.okStarts.set(strip, { constant, bytes });
+  return bytes;
 }
 
 /** The encoded `response_headers_to_add` entry of one header, as `overwrite()` sets it (kept for reuse). */
@@ -109,23 +132,27 @@ const quotaHeaderBytes = new WeakMap<FixedParts, QuotaHeaderBytes | null>();
 
 const isAscii = (text: string) => /^[\x00-\x7f]*$/.test(text);
 
-/**
- * Writes an admitted charge's rate-limit headers from their parts (the same entries, in the same
- * order, as the record `p.toRecord()` gives): the policy and limit as bytes encoded once per
- * limit, `ratelimit` and `x-ratelimit-remaining` with their numbers written as digits, the reset
- * as bytes encoded once per reset instant. Returns false, having written nothing, when the parts
- * cannot be written this way.
- */
-function writeQuotaHeaders(w: WireWriter, p: RateLimitHeaderParts): boolean {
-  const { fixed, remaining, resetSeconds } = p;
+/** The bytes an admitted charge's rate-limit headers are written with, or undefined when the record path must write them. */
+function quotaBytesFor(p: RateLimitHeaderParts): QuotaHeaderBytes | undefined {
+  const { fixed } = p;
   let c = quotaHeaderBytes.get(fixed);
   if (c === undefined) {
     c = isAscii(fixed.quotedName) ? { constant: Buffer.concat([headerOption("ratelimit-policy", fixed.policy), headerOption("x-ratelimit-limit", fixed.limit)]), ratelimitStart: `${fixed.quotedName};r=`, resetAtMs: Number.NaN, reset: Buffer.alloc(0) } : null;
     quotaHeaderBytes.set(fixed, c);
   }
-  if (c === null || !Number.isSafeInteger(remaining) || remaining < 0) return false;
+  if (c === null || !Number.isSafeInteger(p.remaining) || p.remaining < 0) return undefined;
   if (c.resetAtMs !== p.resetAtMs) [c.reset, c.resetAtMs] = [headerOption("x-ratelimit-reset", fixed.resetAt(p.resetAtMs)), p.resetAtMs];
-  w.raw(c.constant);
+  return c;
+}
+
+/**
+ * Writes the rate-limit headers of an admitted charge that follow the constant ones (which
+ * `okStart` wrote: policy, limit), in the order of the record `p.toRecord()`: `ratelimit` and
+ * `x-ratelimit-remaining` with their numbers written as digits, then the reset header as bytes
+ * encoded once per reset instant.
+ */
+function writeQuotaHeaders(w: WireWriter, p: RateLimitHeaderParts, c: QuotaHeaderBytes): void {
+  const { remaining, resetSeconds } = p;
   const remainingLength = decimalLength(remaining);
   let option = w.begin(6);
   let header = w.begin(1);
@@ -137,7 +164,6 @@ function writeQuotaHeaders(w: WireWriter, p: RateLimitHeaderParts): boolean {
   w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining).end(header);
   w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
   w.raw(c.reset);
-  return true;
 }
 
 /** Writes a header record's entries, reusing an entry's encoding while its value repeats (see HeaderMemo). */
