@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { clientIpOf, readCheckRequest } from "../src/envoy/check-request.js";
-import { credentialLocations, DEFAULT_CREDENTIAL_SOURCES, findCredential, parseCredentialSources, type CredentialSource } from "../src/envoy/credentials.js";
+import { credentialLocations, DEFAULT_CREDENTIAL_SOURCES, findCredential, locationsFor, parseCredentialSources, type CredentialSource } from "../src/envoy/credentials.js";
 import { createRouteSettingsReader, readRouteSettings } from "../src/envoy/route-settings.js";
 import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { TollgateError } from "../src/domain/errors.js";
@@ -72,6 +72,22 @@ describe("credential sources", () => {
     const other = parseCredentialSources("header:x-api-key") as CredentialSource[];
     expect(credentialLocations(request(["x-api-key"], "/b"), other)).not.toBe(first);
     expect(credentialLocations(request(["x-api-key"], "/b"), other)).toEqual(first);
+  });
+
+  it("find the credential and which sources are present in one pass, the same locations credentialLocations gives", () => {
+    const sources = parseCredentialSources("header:x-api-key,bearer,query:api_key,header:x-api-key,query:key") as CredentialSource[];
+    const cases: [Record<string, string>, string, string | undefined][] = [
+      [{ "x-api-key": "k1", authorization: "Bearer t" }, "/a?key=1&api_key=2", "k1"],
+      [{ "x-api-key": "", authorization: "Basic zz" }, "/a?api_key=&key=q", "q"], // present but unusable sources still count
+      [{ authorization: "bearer t" }, "/a", "bearer t"],
+      [{ accept: "*/*" }, "/a?other=1", undefined],
+    ];
+    for (const [headers, path, expected] of cases) {
+      const request = { headers: new Map(Object.entries(headers)), path };
+      const found = findCredential(request, sources);
+      expect(found?.value).toBe(expected);
+      if (found) expect(locationsFor(sources, found.present)).toEqual(credentialLocations(request, sources));
+    }
   });
 
   it("are configured from TOLLGATE_ENVOY_CREDENTIAL_SOURCES and TOLLGATE_ENVOY_XFF_TRUSTED_HOPS, each problem reported", () => {

@@ -4,7 +4,7 @@ import { MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
 import { AUTH_MESSAGES } from "../services/convert.js";
 import { TENANT_ID_PATTERN } from "../services/validate.js";
 import type { HttpRequestView } from "./check-request.js";
-import { credentialLocations, findCredential, type CredentialLocations } from "./credentials.js";
+import { findCredential, locationsFor, type CredentialLocations, type FoundCredential } from "./credentials.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import type { Verification } from "../keys/verifier.js";
 import type { Authenticate, Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, DecisionCode } from "./ports.js";
@@ -62,39 +62,39 @@ export function decide(view: HttpRequestView, route: RouteSettings, deps: CheckD
   if (!found) return deny("MISSING_CREDENTIAL", AUTH_MESSAGES.MISSING_CREDENTIAL!);
   if (found.value.length > MAX_CREDENTIAL_LENGTH) return deny("MALFORMED_CREDENTIAL", AUTH_MESSAGES.MALFORMED_CREDENTIAL!);
   const verification = deps.authenticate(found.value, view.clientIp);
-  return isPromise(verification) ? verification.then((v) => authenticated(view, route, deps, v)) : authenticated(view, route, deps, verification);
+  return isPromise(verification) ? verification.then((v) => authenticated(view, route, deps, found, v)) : authenticated(view, route, deps, found, verification);
 }
 
 // The steps after the first, each run at once when the one before answered synchronously (a warm
 // key: the whole decision then completes without a promise, and without a closure per step).
 
-function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, verification: Verification): MaybePromise<CheckDecision> {
+function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, verification: Verification): MaybePromise<CheckDecision> {
   const key = verification.key;
   if (verification.code !== "VALID" || !key) {
     return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
   }
   const refused = authorizeStep(view, route, key, deps);
-  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, key));
-  return refused ?? chargeStep(view, route, deps, key);
+  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, found, key));
+  return refused ?? chargeStep(view, route, deps, found, key);
 }
 
-function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, key: KeyRecord): MaybePromise<CheckDecision> {
-  if (route.limits === undefined || (!deps.consume && route.limits.length === 0)) return allow(view, route, key, {});
+function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, key: KeyRecord): MaybePromise<CheckDecision> {
+  if (route.limits === undefined || (!deps.consume && route.limits.length === 0)) return allow(route, found, key, {});
   if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
   const outcome = deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
-  return isPromise(outcome) ? outcome.then((o) => charged(view, route, key, o)) : charged(view, route, key, outcome);
+  return isPromise(outcome) ? outcome.then((o) => charged(route, found, key, o)) : charged(route, found, key, outcome);
 }
 
-function charged(view: HttpRequestView, route: RouteSettings, key: KeyRecord, o: ConsumeOutcome): CheckDecision {
-  if (o.allowed && o.headerParts) return allow(view, route, key, o.headerParts);
+function charged(route: RouteSettings, found: FoundCredential, key: KeyRecord, o: ConsumeOutcome): CheckDecision {
+  if (o.allowed && o.headerParts) return allow(route, found, key, o.headerParts);
   const responseHeaders = quotaHeaders(o);
-  return o.allowed ? allow(view, route, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
+  return o.allowed ? allow(route, found, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
 }
 
 const NOTHING_TO_STRIP: CredentialLocations = Object.freeze({ headers: Object.freeze([]), queryParameters: Object.freeze([]) });
 
-function allow(view: HttpRequestView, route: RouteSettings, key: KeyRecord, responseHeaders: CheckAllow["responseHeaders"]): CheckAllow {
-  const strip = route.stripCredentials ? credentialLocations(view, route.credentialSources) : NOTHING_TO_STRIP;
+function allow(route: RouteSettings, found: FoundCredential, key: KeyRecord, responseHeaders: CheckAllow["responseHeaders"]): CheckAllow {
+  const strip = route.stripCredentials ? locationsFor(route.credentialSources, found.present) : NOTHING_TO_STRIP;
   return { allowed: true, code: "VALID", key, strip, responseHeaders };
 }
 

@@ -57,26 +57,32 @@ export interface CredentialCarrier {
 export interface FoundCredential {
   value: string;
   source: CredentialSource;
+  /** Bit i set: source i is present in the request, usable or not (what `locationsFor` strips). */
+  present: number;
 }
 
 const BEARER = /^bearer(?:\s+|$)/i;
 
-/** Finds the credential of a request: the first configured source present, else undefined. */
+/**
+ * Finds the credential of a request: the first configured source present with a usable value,
+ * else undefined. Every source is looked at once, so the answer also says which are present.
+ */
 export function findCredential(request: CredentialCarrier, sources: readonly CredentialSource[]): FoundCredential | undefined {
   let query: URLSearchParams | undefined;
-  for (const source of sources) {
-    if (source.kind === "query") {
-      query ??= queryOf(request.path);
-      const value = query.get(source.name);
-      if (value !== null && value !== "") return { value, source };
-      continue;
+  let present = 0;
+  let value = "";
+  let source: CredentialSource | undefined;
+  for (let i = 0; i < sources.length; i++) {
+    const s = sources[i]!;
+    const v = s.kind === "query" ? (query ??= queryOf(request.path)).get(s.name) ?? undefined : request.headers.get(s.name);
+    if (v === undefined) continue;
+    present += 2 ** i;
+    if (source === undefined && v !== "" && (s.kind !== "bearer" || BEARER.test(v))) {
+      value = v;
+      source = s;
     }
-    const value = request.headers.get(source.name);
-    if (value === undefined || value === "") continue;
-    if (source.kind === "bearer" && !BEARER.test(value)) continue;
-    return { value, source };
   }
-  return undefined;
+  return source ? { value, source, present } : undefined;
 }
 
 /** Credential headers and query parameters to remove; shared between requests, so never changed. */
@@ -103,6 +109,11 @@ export function credentialLocations(request: CredentialCarrier, sources: readonl
     const found = source.kind === "query" ? (query ??= queryOf(request.path)).has(source.name) : request.headers.has(source.name);
     if (found) present += 2 ** i;
   }
+  return locationsFor(sources, present);
+}
+
+/** The locations of the sources whose bits are set in `present` (as `FoundCredential.present` gives them). */
+export function locationsFor(sources: readonly CredentialSource[], present: number): CredentialLocations {
   if (sources.length > MAX_MEMO_SOURCES) return locationsOf(sources, present);
   let memo = locationsBySources.get(sources);
   if (!memo) locationsBySources.set(sources, (memo = new Map()));
