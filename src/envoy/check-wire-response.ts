@@ -13,9 +13,10 @@ import type { CredentialLocations } from "./credentials.js";
  * builds (test/envoy-wire-codec.test.ts decodes both and compares), made faster for the case
  * that repeats — an allowed request of a known key. Generic encoding of that ~500-byte answer
  * cost ~15 µs a call; here the parts that depend only on the key (status, identity headers,
- * dynamic metadata) are encoded once per key record and the per-request parts (credential
- * headers to strip, rate-limit headers) are written around them with the shared WireWriter.
- * Denials take the generic path: they are rarer and vary more.
+ * dynamic metadata) are encoded once per key record, joined with the credential headers to strip
+ * and a limit's constant rate-limit headers into one run of bytes, and the parts that change per
+ * call (the remaining count, the seconds to reset) are written as digits with the shared
+ * WireWriter. Denials take the generic path: they are rarer and vary more.
  *
  * Field numbers: CheckResponse { status = 1; ok_response = 3; dynamic_metadata = 4 },
  * OkHttpResponse { headers = 2; headers_to_remove = 5; response_headers_to_add = 6;
