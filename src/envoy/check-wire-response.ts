@@ -7,6 +7,7 @@ import { checkResponseFor, identityHeaders, metadataOf } from "./check-response.
 import { headerRecord, type CheckAllow, type CheckDecision } from "./check.js";
 import { RateLimitHeaderParts, type FixedParts } from "../quota/headers.js";
 import type { CredentialLocations } from "./credentials.js";
+import { isAscii } from "./check-wire.js";
 
 /**
  * Encodes a Check decision to CheckResponse wire bytes: the same message `checkResponseFor`
@@ -110,13 +111,23 @@ function okStart(key: KeyParts, strip: CredentialLocations, constant: Buffer | u
   return bytes;
 }
 
-/** The encoded `response_headers_to_add` entry of one header, as `overwrite()` sets it (kept for reuse). */
-function headerOption(name: string, value: string): Buffer {
-  const w = new WireWriter(256);
+/** Ends a `response_headers_to_add` entry opened as `w.begin(6)` (HeaderValueOption), then `w.begin(1)` (HeaderValue): append action and keep_empty_value as overwrite() sets them. */
+function endHeaderOption(w: WireWriter, option: number, header: number): void {
+  w.end(header).uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+}
+
+/** Writes one `response_headers_to_add` entry. */
+function writeHeaderOption(w: WireWriter, name: string, value: string): void {
   const option = w.begin(6);
   const header = w.begin(1);
-  w.string(1, name).string(2, value).end(header);
-  w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+  w.string(1, name).string(2, value);
+  endHeaderOption(w, option, header);
+}
+
+/** The encoded `response_headers_to_add` entry of one header, as a buffer of its own (kept for reuse). */
+function headerOption(name: string, value: string): Buffer {
+  const w = new WireWriter(256);
+  writeHeaderOption(w, name, value);
   return w.copy(0);
 }
 
@@ -130,8 +141,6 @@ interface QuotaHeaderBytes {
 }
 /** null: a part is not ASCII, so the record path writes these headers. */
 const quotaHeaderBytes = new WeakMap<FixedParts, QuotaHeaderBytes | null>();
-
-const isAscii = (text: string) => /^[\x00-\x7f]*$/.test(text);
 
 /** The bytes an admitted charge's rate-limit headers are written with, or undefined when the record path must write them. */
 function quotaBytesFor(p: RateLimitHeaderParts): QuotaHeaderBytes | undefined {
@@ -155,15 +164,16 @@ function quotaBytesFor(p: RateLimitHeaderParts): QuotaHeaderBytes | undefined {
 function writeQuotaHeaders(w: WireWriter, p: RateLimitHeaderParts, c: QuotaHeaderBytes): void {
   const { remaining, resetSeconds } = p;
   const remainingLength = decimalLength(remaining);
+  const resetLength = decimalLength(resetSeconds);
   let option = w.begin(6);
   let header = w.begin(1);
-  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + decimalLength(resetSeconds));
-  w.ascii(c.ratelimitStart).decimal(remaining).ascii(";t=").decimal(resetSeconds).end(header);
-  w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + resetLength);
+  w.ascii(c.ratelimitStart).decimal(remaining, remainingLength).ascii(";t=").decimal(resetSeconds, resetLength);
+  endHeaderOption(w, option, header);
   option = w.begin(6);
   header = w.begin(1);
-  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining).end(header);
-  w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option);
+  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining, remainingLength);
+  endHeaderOption(w, option, header);
   w.raw(c.reset);
 }
 
@@ -177,10 +187,7 @@ function writeHeaderRecord(w: WireWriter, added: Readonly<Record<string, string>
       continue;
     }
     const start = w.length;
-    const option = w.begin(6); // response_headers_to_add: HeaderValueOption
-    const header = w.begin(1); // header: HeaderValue
-    w.string(1, name).string(2, value).end(header);
-    w.uint(3, AppendAction.OVERWRITE_IF_EXISTS_OR_ADD).bool(4, true).end(option); // as overwrite() sets them
+    writeHeaderOption(w, name, value);
     if (memo === undefined) {
       if (headerMemo.size < MAX_MEMO_NAMES) headerMemo.set(name, { value, bytes: undefined });
     } else if (memo.value === value) memo.bytes = w.copy(start);

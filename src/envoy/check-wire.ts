@@ -240,8 +240,9 @@ function stringRange(s: Scan, t: number, end: number): number {
   return stop;
 }
 
-function isAscii(name: string): boolean {
-  for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) >= 0x80) return false;
+/** Whether every character of `text` is ASCII. */
+export function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
   return true;
 }
 

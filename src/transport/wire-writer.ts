@@ -132,9 +132,8 @@ export class WireWriter {
     return this;
   }
 
-  /** A non-negative safe integer as decimal ASCII digits, without tag or length (`decimalLength` digits). */
-  decimal(n: number): this {
-    const length = decimalLength(n);
+  /** A non-negative safe integer as decimal ASCII digits, without tag or length (`length`: its `decimalLength`, when the caller has it). */
+  decimal(n: number, length = decimalLength(n)): this {
     this.room(length);
     const buf = this.buf;
     for (let i = this.pos + length - 1; i >= this.pos; i--) {
