@@ -68,6 +68,12 @@ const BEARER = /^bearer(?:\s+|$)/i;
  * else undefined. Every source is looked at once, so the answer also says which are present.
  */
 export function findCredential(request: CredentialCarrier, sources: readonly CredentialSource[]): FoundCredential | undefined {
+  const looked = lookAt(request, sources);
+  return looked.source ? (looked as FoundCredential) : undefined;
+}
+
+/** One pass over the sources: which are present (bit i = source i), and the first usable one with its value. */
+function lookAt(request: CredentialCarrier, sources: readonly CredentialSource[]): { value: string; source: CredentialSource | undefined; present: number } {
   let query: URLSearchParams | undefined;
   let present = 0;
   let value = "";
@@ -82,7 +88,7 @@ export function findCredential(request: CredentialCarrier, sources: readonly Cre
       source = s;
     }
   }
-  return source ? { value, source, present } : undefined;
+  return { value, source, present };
 }
 
 /** Credential headers and query parameters to remove; shared between requests, so never changed. */
@@ -102,14 +108,7 @@ const MAX_MEMO_SOURCES = 30;
  * The answer depends only on which sources are present, so it is built once per combination.
  */
 export function credentialLocations(request: CredentialCarrier, sources: readonly CredentialSource[]): CredentialLocations {
-  let present = 0;
-  let query: URLSearchParams | undefined;
-  for (let i = 0; i < sources.length; i++) {
-    const source = sources[i]!;
-    const found = source.kind === "query" ? (query ??= queryOf(request.path)).has(source.name) : request.headers.has(source.name);
-    if (found) present += 2 ** i;
-  }
-  return locationsFor(sources, present);
+  return locationsFor(sources, lookAt(request, sources).present);
 }
 
 /** The locations of the sources whose bits are set in `present` (as `FoundCredential.present` gives them). */
