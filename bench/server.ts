@@ -85,7 +85,7 @@ async function waitForReady(httpPort: number): Promise<void> {
  * `env` adds or overrides server settings; TOLLGATE_* variables of the bench's own environment
  * are passed through (e.g. `TOLLGATE_ARGON2_CONCURRENCY=1 npm run bench`).
  */
-export async function startBenchServer(env: Record<string, string>): Promise<BenchServer> {
+export async function startBenchServer(env: Record<string, string>, entry?: string): Promise<BenchServer> {
   const work = await mkdtemp(join(tmpdir(), "tollgate-bench-"));
   // As root, the embedded PostgreSQL runs as another user, which must be able to reach its data dir inside.
   if (process.getuid?.() === 0) await chmod(work, 0o755);
@@ -115,7 +115,7 @@ export async function startBenchServer(env: Record<string, string>): Promise<Ben
   const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   // BENCH_NODE_FLAGS: more flags for the server's node (e.g. `--trace-gc`, or a V8 heap setting to compare).
   const flags = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...flags, ...profile, compiledServer()], {
+  const child = spawn(process.execPath, [...flags, ...profile, entry ?? compiledServer()], {
     env: { ...inherited, ...serverEnv },
     stdio: ["ignore", log.fd, "pipe"],
   });

@@ -1,7 +1,8 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { ACCEPTS_ENCODED } from "./encode.js";
+import { QUICK_HEADERS, type QuickHeaders } from "./quick-headers.js";
 import { addressFromGrpcPeer, peerAddressKey } from "./peer.js";
 
 type Call = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -11,8 +12,17 @@ export interface GrpcHandlerContext extends HandlerContext {
   /** True when the handler set response headers or trailers (else nothing needs converting). */
   readonly touchedResponseHeaders: boolean;
   readonly touchedResponseTrailers: boolean;
+  /** The response headers as grpc-js metadata (call when `touchedResponseHeaders`). */
+  responseMetadata(): grpc.Metadata;
   /** Releases everything the call holds: listeners, timers. Call once the answer is sent. */
   finished(): void;
+}
+
+/** grpc-js metadata as headers: names as they are (grpc-js lower-cases them), binary values in base64, repeated values joined with ", ". */
+function headerValue(values: grpc.MetadataValue[]): string | null {
+  if (values.length === 0) return null;
+  const text = (v: grpc.MetadataValue) => (typeof v === "string" ? v : Buffer.from(v).toString("base64"));
+  return values.length === 1 ? text(values[0]!) : values.map(text).join(", ");
 }
 
 /**
@@ -23,14 +33,17 @@ export interface GrpcHandlerContext extends HandlerContext {
  * cancellation, its deadline and server shutdown, and `finished()` unlinks it all. A class, so
  * that a call allocates one object and no closures.
  */
-class GrpcContext implements GrpcHandlerContext {
+class GrpcContext implements GrpcHandlerContext, QuickHeaders {
   readonly protocolName = "grpc";
+  readonly [QUICK_HEADERS] = this;
   /** The adapter sends a handler's Uint8Array answer as it is (see encode.ts). */
   readonly [ACCEPTS_ENCODED] = true;
   readonly requestMethod = "POST";
   private readonly deadlineMs: number;
   private requestHeaders: Headers | undefined;
   private responseHeaders: Headers | undefined;
+  /** Response headers set through `setResponseHeader` before `responseHeader` was first read: name, value, name, value, ... */
+  private pendingResponseHeaders: string[] | undefined;
   private responseTrailers: Headers | undefined;
   private contextValues: ContextValues | undefined;
   private controller: AbortController | undefined;
@@ -75,16 +88,40 @@ class GrpcContext implements GrpcHandlerContext {
 
   get requestHeader(): Headers {
     if (!this.requestHeaders) {
-      this.requestHeaders = new Headers();
-      for (const [name, value] of Object.entries(this.call.metadata.getMap())) {
-        this.requestHeaders.set(name, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
-      }
+      const headers = new Headers();
+      const metadata = this.call.metadata;
+      for (const name of Object.keys(metadata.getMap())) headers.set(name, headerValue(metadata.get(name))!);
+      this.requestHeaders = headers;
     }
     return this.requestHeaders;
   }
 
+  requestHeaderValue(name: string): string | null {
+    return this.requestHeaders ? this.requestHeaders.get(name) : headerValue(this.call.metadata.get(name));
+  }
+
   get responseHeader(): Headers {
-    return (this.responseHeaders ??= new Headers());
+    if (!this.responseHeaders) {
+      const headers = new Headers();
+      const pending = this.pendingResponseHeaders;
+      if (pending) for (let i = 0; i < pending.length; i += 2) headers.set(pending[i]!, pending[i + 1]!);
+      this.pendingResponseHeaders = undefined;
+      this.responseHeaders = headers;
+    }
+    return this.responseHeaders;
+  }
+
+  setResponseHeader(name: string, value: string): void {
+    if (this.responseHeaders) this.responseHeaders.set(name, value);
+    else (this.pendingResponseHeaders ??= []).push(name, value);
+  }
+
+  responseMetadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    const pending = this.pendingResponseHeaders;
+    if (pending) for (let i = 0; i < pending.length; i += 2) metadata.set(pending[i]!, pending[i + 1]!);
+    else this.responseHeaders?.forEach((value, name) => metadata.set(name, value));
+    return metadata;
   }
 
   get responseTrailer(): Headers {
@@ -96,7 +133,7 @@ class GrpcContext implements GrpcHandlerContext {
   }
 
   get touchedResponseHeaders(): boolean {
-    return this.responseHeaders !== undefined;
+    return this.responseHeaders !== undefined || this.pendingResponseHeaders !== undefined;
   }
 
   get touchedResponseTrailers(): boolean {

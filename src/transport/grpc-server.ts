@@ -92,21 +92,39 @@ function serviceError(err: unknown, ctx: HandlerContext): Partial<grpc.StatusObj
 function unaryHandler(bound: Bound): grpc.handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
     const ctx = contextFor(call, bound);
-    Promise.resolve()
-      .then(() => bound.fn(decode(bound.decode, call.request), ctx))
-      .then(
-        (res) => {
-          const bytes = encodeMessage(bound.method.output, res);
-          ctx.finished();
-          if (ctx.touchedResponseHeaders) call.sendMetadata(toMetadata(ctx.responseHeader));
-          callback(null, bytes, ctx.touchedResponseTrailers ? toMetadata(ctx.responseTrailer) : undefined);
-        },
-        (err: unknown) => {
-          ctx.finished();
-          callback(serviceError(err, ctx));
-        },
-      );
+    let out: unknown;
+    try {
+      out = bound.fn(decode(bound.decode, call.request), ctx);
+    } catch (err) {
+      failUnary(err, ctx, callback);
+      return;
+    }
+    // A synchronous answer (a warm Check) is sent at once: no promise, no microtask hop.
+    if (!isThenable(out)) sendUnary(out, bound, call, ctx, callback);
+    else out.then((res) => sendUnary(res, bound, call, ctx, callback), (err: unknown) => failUnary(err, ctx, callback));
   };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+function sendUnary(res: unknown, bound: Bound, call: grpc.ServerUnaryCall<Buffer, Buffer>, ctx: GrpcHandlerContext, callback: grpc.sendUnaryData<Buffer>): void {
+  let bytes: Buffer;
+  try {
+    bytes = encodeMessage(bound.method.output, res);
+  } catch (err) {
+    failUnary(err, ctx, callback);
+    return;
+  }
+  ctx.finished();
+  if (ctx.touchedResponseHeaders) call.sendMetadata(ctx.responseMetadata());
+  callback(null, bytes, ctx.touchedResponseTrailers ? toMetadata(ctx.responseTrailer) : undefined);
+}
+
+function failUnary(err: unknown, ctx: GrpcHandlerContext, callback: grpc.sendUnaryData<Buffer>): void {
+  ctx.finished();
+  callback(serviceError(err, ctx));
 }
 
 /**
@@ -127,7 +145,7 @@ function streamHandler(bound: Bound) {
       for await (const res of bound.fn(input, ctx) as AsyncIterable<unknown>) {
         if (call.cancelled) return;
         if (!headersSent) {
-          call.sendMetadata(toMetadata(ctx.responseHeader));
+          call.sendMetadata(ctx.responseMetadata());
           headersSent = true;
         }
         if (!call.write(encodeMessage(bound.method.output, res))) await new Promise((resolve) => call.once("drain", resolve));

@@ -6,6 +6,7 @@ import { isPromise } from "../domain/maybe-promise.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { toConnectError } from "./errors.js";
+import { requestHeaderValue, setResponseHeader } from "./quick-headers.js";
 
 export interface PipelineDeps {
   logger: Logger;
@@ -49,9 +50,9 @@ export function instrument<S extends DescService>(service: S, impl: ServiceImpl<
 
 function begin(service: DescService, method: DescMethod, ctx: HandlerContext, deps: PipelineDeps) {
   // A client's request id is kept only when it is plainly an id, so it can never smuggle content into logs.
-  const offered = ctx.requestHeader.get("x-request-id");
+  const offered = requestHeaderValue(ctx, "x-request-id");
   const requestId = offered && REQUEST_ID.test(offered) ? offered : randomUUID();
-  ctx.responseHeader.set("x-request-id", requestId);
+  setResponseHeader(ctx, "x-request-id", requestId);
   const started = performance.now();
   /** Logs and counts the call; `mapped` is the error as the client receives it (undefined = OK). */
   return (mapped?: ConnectError) => {
@@ -78,22 +79,43 @@ function withDeadline<T>(work: Promise<T>, ctx: HandlerContext, minMarginMs: num
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
+/** Logs and counts a failed call, and returns the error as the client receives it. */
+function failed(err: unknown, end: (mapped?: ConnectError) => void): ConnectError {
+  const mapped = toConnectError(err);
+  end(mapped);
+  return mapped;
+}
+
+/**
+ * A unary method's wrapper returns what the method returns: a value when it answered
+ * synchronously (a warm Check or Authenticate: no promise, no microtask, and no deadline timer,
+ * as the answer is already in time), else a promise. Both transports accept either; a
+ * synchronous throw is an error answer on both.
+ */
 function wrapUnary(service: DescService, method: DescMethod, fn: AnyImpl, deps: PipelineDeps): AnyImpl {
   const margin = deps.deadlineMarginMs ?? 5;
   const ratio = deps.deadlineMarginRatio ?? 0;
-  return async (req, ctx) => {
+  return (req, ctx) => {
     const end = begin(service, method, ctx, deps);
+    let out: unknown;
     try {
-      const out = fn(req, ctx);
-      // An answer given synchronously (a warm Check) is already in time: no deadline timer to arm.
-      const res = isPromise(out) ? await withDeadline(out, ctx, margin, ratio) : out;
-      end();
-      return res;
+      out = fn(req, ctx);
     } catch (err) {
-      const mapped = toConnectError(err);
-      end(mapped);
-      throw mapped;
+      throw failed(err, end);
     }
+    if (!isPromise(out)) {
+      end();
+      return out;
+    }
+    return withDeadline(out, ctx, margin, ratio).then(
+      (res) => {
+        end();
+        return res;
+      },
+      (err: unknown) => {
+        throw failed(err, end);
+      },
+    );
   };
 }
 
