@@ -11,26 +11,16 @@ import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { seedKey } from "../test/support/server.js";
-import { INVALIDATION_CHANNEL } from "../src/store/notify.js";
+import { contextFor, numberEnv } from "./context.js";
 import type { LoadShape } from "./h2load.js";
 import { roundOrder } from "./order.js";
 import { extrasText, headline, markdown, summarise, textTable } from "./report.js";
 import { prepareLoad, runCustomRound, runLoadRound, settle, type ReadyLoad, type RoundResult } from "./runner.js";
-import type { BenchContext, Scenario } from "./scenario.js";
+import type { Scenario } from "./scenario.js";
 import { scenarios as allScenarios } from "./scenarios.js";
-import { startBenchServer, type BenchServer } from "./server.js";
+import { startBenchServer } from "./server.js";
 
 const OUT_DIR = join(import.meta.dirname, "out");
-
-function numberEnv(name: string, def: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return def;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return n;
-}
 
 /** The scenarios BENCH_SCENARIOS selects, plus the baselines they are compared with, in list order. */
 function selectScenarios(): Scenario[] {
@@ -42,28 +32,6 @@ function selectScenarios(): Scenario[] {
   // BENCH_NO_BASELINES=1: only the named scenarios (to profile one alone); no ratios are printed then.
   if (process.env.BENCH_NO_BASELINES !== "1") for (const s of allScenarios) if (wanted.has(s.name) && s.baseline) wanted.add(s.baseline);
   return allScenarios.filter((s) => wanted.has(s.name));
-}
-
-function contextFor(server: BenchServer, durationSec: number): BenchContext {
-  const app = { pool: server.pool, config: server.config };
-  const one = async (tenantId = "bench") => {
-    const { key, secret } = await seedKey(app, { tenantId, name: "bench key" });
-    return { keyId: key.keyId, secret };
-  };
-  return {
-    server,
-    durationSec,
-    transport: createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.grpcPort}` }),
-    seedKey: one,
-    async seedKeys(count, tenantId) {
-      const keys: { keyId: string; secret: string }[] = [];
-      for (let i = 0; i < count; i += 2) keys.push(...(await Promise.all(Array.from({ length: Math.min(2, count - i) }, () => one(tenantId)))));
-      return keys;
-    },
-    async invalidate(keyIds) {
-      await server.pool.query(`SELECT pg_notify('${INVALIDATION_CHANNEL}', 'key:' || id) FROM unnest($1::text[]) AS id`, [keyIds]);
-    },
-  };
 }
 
 /** The load shape of a scenario: paced at a fraction of another scenario's throughput this round, if it asks. */

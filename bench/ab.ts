@@ -1,0 +1,109 @@
+/**
+ * `npm run bench:ab`: this working tree against another revision, measured in one run. Two servers
+ * — the base revision's build and this tree's — each answer the selected load scenarios, and every
+ * round runs each (server, scenario) once, in an order that rotates and alternates from round to
+ * round. A change is then read as the median over rounds of candidate ÷ base for the same
+ * scenario, measured seconds apart: two separate `npm run bench` runs minutes apart differ by more
+ * than most changes on this machine (docs/performance.md, "What is left").
+ *
+ * Environment: BENCH_AB_BASE (git revision, default HEAD), BENCH_SCENARIOS (load scenarios,
+ * default noop,check), BENCH_ROUNDS (default 16), BENCH_DURATION (default 2), BENCH_WARMUP
+ * (default 0.5), BENCH_CONNECTIONS / BENCH_STREAMS as for `npm run bench`. The base is built
+ * from `git archive` into bench/out/ab-base (inside the project, so node_modules resolve).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { contextFor, numberEnv } from "./context.js";
+import type { LoadShape } from "./h2load.js";
+import { median } from "./report.js";
+import { prepareLoad, runLoadRound, type ReadyLoad } from "./runner.js";
+import type { BenchContext, LoadScenario } from "./scenario.js";
+import { scenarios } from "./scenarios.js";
+import { startBenchServer, type BenchServer } from "./server.js";
+
+const OUT_DIR = join(import.meta.dirname, "out");
+const BASE_DIR = join(OUT_DIR, "ab-base");
+
+/** Builds `revision` as production runs it (tsc, then the SQL assets), returning its entry point. */
+async function buildBase(revision: string): Promise<string> {
+  await rm(BASE_DIR, { recursive: true, force: true });
+  await mkdir(BASE_DIR, { recursive: true });
+  const archive = execFileSync("git", ["archive", revision, "src", "scripts", "tsconfig.json", "tsconfig.build.json"]);
+  execFileSync("tar", ["-x", "-C", BASE_DIR], { input: archive });
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", join(BASE_DIR, "tsconfig.build.json"), "--outDir", join(BASE_DIR, "build"), "--sourceMap", "false"], { stdio: "inherit" });
+  execFileSync(process.execPath, ["scripts/copy-assets.mjs", "build"], { cwd: BASE_DIR, stdio: "inherit" });
+  return join(BASE_DIR, "build", "src", "main.js");
+}
+
+function loadScenarios(): LoadScenario[] {
+  const names = (process.env.BENCH_SCENARIOS ?? "noop,check").split(",").map((s) => s.trim()).filter(Boolean);
+  return names.map((name) => {
+    const s = scenarios.find((c) => c.name === name);
+    if (!s || s.kind !== "load" || s.fixedRate || s.background) throw new Error(`${name} is not a plain load scenario (known: ${scenarios.filter((c) => c.kind === "load" && !c.fixedRate && !c.background).map((c) => c.name).join(", ")})`);
+    return s;
+  });
+}
+
+/** The median of `values` and their middle half, as percentages. */
+function spread(values: number[]): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return `${(100 * median(values)).toFixed(1)} % (middle half ${(100 * at(0.25)).toFixed(0)}–${(100 * at(0.75)).toFixed(0)} %, ${values.length} rounds)`;
+}
+
+async function main(): Promise<void> {
+  const revision = process.env.BENCH_AB_BASE ?? "HEAD";
+  const rounds = numberEnv("BENCH_ROUNDS", 16);
+  const durationSec = numberEnv("BENCH_DURATION", 2);
+  const shape: LoadShape = { threads: 1, connections: numberEnv("BENCH_CONNECTIONS", 4), streams: numberEnv("BENCH_STREAMS", 32), durationSec, warmUpSec: numberEnv("BENCH_WARMUP", 0.5) };
+  const chosen = loadScenarios();
+  const baseEntry = await buildBase(revision);
+  const env = Object.assign({}, ...chosen.map((s) => s.serverEnv ?? {})) as Record<string, string>;
+  const servers: [string, BenchServer][] = [];
+  try {
+    servers.push(["base", await startBenchServer(env, baseEntry)]);
+    servers.push(["candidate", await startBenchServer(env)]);
+    const runs: { server: string; scenario: string; ctx: BenchContext; ready: ReadyLoad; dir: string }[] = [];
+    for (const [label, server] of servers) {
+      const ctx = contextFor(server, durationSec);
+      for (const s of chosen) {
+        const dir = join(OUT_DIR, "ab", label); // each server's own request bodies (they carry its keys)
+        await mkdir(dir, { recursive: true });
+        process.stderr.write(`setting up ${s.name} on ${label} (pid ${server.pid})\n`);
+        runs.push({ server: label, scenario: s.name, ctx, ready: await prepareLoad(ctx, s, dir), dir });
+      }
+    }
+    const rates = new Map<string, number[]>();
+    const problems: string[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      const rotated = runs.map((_, i) => runs[(i + round) % runs.length]!);
+      for (const run of round % 2 === 1 ? rotated : rotated.reverse()) {
+        const r = await runLoadRound(run.ctx, run.ready, shape, round, run.dir);
+        const key = `${run.server} ${run.scenario}`;
+        (rates.get(key) ?? rates.set(key, []).get(key)!).push(r.callsPerSec);
+        problems.push(...r.problems.map((p) => `${key} round ${round}: ${p}`));
+        process.stderr.write(`round ${round} ${key}: ${Math.round(r.callsPerSec)} calls/s, ${Math.round(r.cpuUsPerCall)} µs CPU/call\n`);
+      }
+    }
+    const perRound = (a: string, b: string) => rates.get(a)!.map((v, i) => v / rates.get(b)![i]!);
+    console.log(`\nbase ${revision} vs candidate (this working tree), ${rounds} rounds of ${durationSec} s, each a rotation of every (server, scenario):`);
+    for (const s of chosen) {
+      console.log(`  ${s.name}: candidate ${spread(perRound(`candidate ${s.name}`, `base ${s.name}`))} of base; calls/s medians ${Math.round(median(rates.get(`base ${s.name}`)!))} → ${Math.round(median(rates.get(`candidate ${s.name}`)!))}`);
+      if (s.baseline && chosen.some((c) => c.name === s.baseline)) {
+        for (const [label] of servers) console.log(`    ${label}: ${s.name} ${spread(perRound(`${label} ${s.name}`, `${label} ${s.baseline}`))} of ${s.baseline}`);
+      }
+    }
+    if (problems.length) {
+      console.log(`\nThe load did NOT get the expected answers:\n  ${problems.join("\n  ")}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    for (const [, server] of servers) await server.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:ab failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
