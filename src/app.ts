@@ -194,7 +194,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   const onDecision = (rpc: string, code: string) => metrics.decision(rpc, code);
   // Envoy adapters: the same verifier, policy decision and quota service as the AuthService RPCs.
-  const envoyDeps = { authenticate: verifier.verify, ...createEnvoyPorts({ verifier, policies, quota: quota.service }), now, onDecision, ...config.envoy };
+  const envoyDeps = { authenticate: verifier.verify, authenticateToken: tokens.verifier.verify, ...createEnvoyPorts({ verifier, policies, quota: quota.service }), now, onDecision, ...config.envoy };
   // Answer UNAVAILABLE with a tenth of Envoy's timeout to spare, so it arrives before Envoy gives up.
   const envoyPipeline = { ...pipeline, deadlineMarginRatio: 0.1 };
   const services: Mounted[] = [

@@ -14,6 +14,9 @@ import { createKeyAdmin } from "../src/keys/key-admin.js";
 import { createTestDatabase, type TestDatabase } from "./support/db.js";
 import { envoyCheckRequest, envoyExtAuthz, envoyRateLimit, type EnvoyVerdict } from "./support/envoy-harness.js";
 import { seedKey, startTestServer } from "./support/server.js";
+import { grpcJsClient } from "./support/clients.js";
+import { withPart } from "./support/tokens.js";
+import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
 
 let db: TestDatabase;
 let app: App;
@@ -225,6 +228,78 @@ describe("Check with malformed attributes answers a decision, never INTERNAL", (
     const { secret } = await seedKey(app, { tenantId: "acme", plan: "free" });
     const remaining = async (cost: string) => allowed(await envoy.check({ headers: { "x-api-key": secret }, contextExtensions: { limits: "chat", cost } })).responseHeaders.get("x-ratelimit-remaining");
     expect([await remaining("3"), await remaining("2"), await remaining("3"), await remaining("1")]).toEqual(["7", "5", "2", "1"]);
+  });
+});
+
+describe("Check with an access token (IssueToken's JWT) as the Bearer credential", () => {
+  async function issue(secret: string, scopes: string[], ttlSeconds = 3600): Promise<string> {
+    const client = grpcJsClient(AuthService, app.grpcPort);
+    try {
+      return (await client.issueToken({ credential: secret, scopes, ttl: { seconds: BigInt(ttlSeconds) } })).accessToken;
+    } finally {
+      client.close();
+    }
+  }
+
+  it("allows the token for its key, tells the upstream the token's scopes, strips it, and charges the key's quota", async () => {
+    const { key, secret } = await seedKey(app, { tenantId: "acme", permissions: ["chat:write", "files:read"], plan: "free" });
+    const token = await issue(secret, ["chat:write"]);
+    const v = allowed(await envoy.check({ headers: { authorization: `Bearer ${token}` }, contextExtensions: { permission: "chat:write", limits: "chat" } }));
+    expect(v.upstream.headers.get("x-tollgate-key-id")).toEqual([key.keyId]);
+    expect(v.upstream.headers.get("x-tollgate-scopes")).toEqual(["chat:write"]);
+    expect(v.upstream.headers.has("authorization")).toBe(false);
+    expect(v.dynamicMetadata).toMatchObject({ decision: "VALID", key_id: key.keyId, credential_type: "access_token" });
+    expect(v.responseHeaders.get("x-ratelimit-remaining")).toBe("9");
+    // The key and its tokens spend one quota.
+    const byKey = allowed(await envoy.check({ headers: { "x-api-key": secret }, contextExtensions: { limits: "chat" } }));
+    expect(byKey.responseHeaders.get("x-ratelimit-remaining")).toBe("8");
+    expect(byKey.upstream.headers.get("x-tollgate-scopes")).toEqual(["chat:write files:read"]);
+    expect(byKey.dynamicMetadata).not.toHaveProperty("credential_type");
+  });
+
+  it("refuses what the token's scopes leave out even though its key holds it (403), and a scope the key has since lost", async () => {
+    const { secret } = await seedKey(app, { tenantId: "acme", permissions: ["chat:write", "files:read"] });
+    const token = await issue(secret, ["chat:write"]);
+    allowed(await envoy.check({ headers: { "x-api-key": secret }, contextExtensions: { permission: "files:read" } }));
+    const narrowed = denied(await envoy.check({ headers: { authorization: `Bearer ${token}` }, contextExtensions: { permission: "files:read" } }));
+    expect([narrowed.status, narrowed.problem.code]).toEqual([403, "INSUFFICIENT_PERMISSIONS"]);
+    // A route that asks for no permission admits any valid token.
+    allowed(await envoy.check({ headers: { authorization: `Bearer ${token}` } }));
+
+    // (The free plan grants chat:write to every key of it, so the lost grant is a files: one.)
+    const wide = await seedKey(app, { tenantId: "acme", permissions: ["files:*"] });
+    const wideToken = await issue(wide.secret, ["files:*"]);
+    allowed(await envoy.check({ headers: { authorization: `Bearer ${wideToken}` }, contextExtensions: { permission: "files:delete" } }));
+    await app.pool.query("UPDATE api_keys SET permissions = '{files:read}' WHERE key_id = $1", [wide.key.keyId]);
+    app.verifier.invalidate(wide.key.keyId);
+    allowed(await envoy.check({ headers: { authorization: `Bearer ${wideToken}` }, contextExtensions: { permission: "files:read" } }));
+    const lost = denied(await envoy.check({ headers: { authorization: `Bearer ${wideToken}` }, contextExtensions: { permission: "files:delete" } }));
+    expect([lost.status, lost.problem.code]).toEqual([403, "INSUFFICIENT_PERMISSIONS"]);
+  });
+
+  it("401 for a tampered token, an expired one, and one whose key was revoked", async () => {
+    const { key, secret } = await seedKey(app, { tenantId: "acme", permissions: ["chat:write"] });
+    const token = await issue(secret, ["chat:write"], 60);
+    allowed(await envoy.check({ headers: { authorization: `Bearer ${token}` } }));
+
+    const tampered = denied(await envoy.check({ headers: { authorization: `Bearer ${withPart(token, 2, "AAAA")}` } }));
+    expect([tampered.status, tampered.problem.code]).toEqual([401, "INVALID_ACCESS_TOKEN"]);
+    expect(tampered.headers.get("www-authenticate")).toContain('error="invalid_token"');
+
+    const saved = clock;
+    clock += 10 * 60_000;
+    try {
+      const expired = denied(await envoy.check({ headers: { authorization: `Bearer ${token}` } }));
+      expect([expired.status, expired.problem.code]).toEqual([401, "EXPIRED_ACCESS_TOKEN"]);
+    } finally {
+      clock = saved;
+    }
+
+    const admin = createKeyAdmin({ pool: app.pool, hasher: createHasher({ params: app.config.argon2, concurrency: 1, queueLimit: 10 }), prefixes: app.config.prefixes });
+    await admin.revokeKey({ actor: "test", tenantId: "acme", root: true }, key.keyId, "leaked");
+    app.verifier.invalidate(key.keyId);
+    const dead = denied(await envoy.check({ headers: { authorization: `Bearer ${token}` } }));
+    expect([dead.status, dead.problem.code]).toEqual([401, "INVALID_ACCESS_TOKEN"]);
   });
 });
 

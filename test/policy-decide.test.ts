@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { PlanOverrides, PlanSettings, Role } from "../src/domain/policy.js";
 import { decide, type PolicyQuestion } from "../src/policy/decide.js";
-import { compilePolicy, effectiveSettings, explainPolicy, type KeyPolicyInput } from "../src/policy/effective.js";
+import { compilePolicy, effectiveSettings, explainPolicy, narrowToScopes, type KeyPolicyInput } from "../src/policy/effective.js";
 import { isQueryError, parseQuery, type QueryNode } from "../src/policy/query.js";
 
 const PLAN: PlanSettings = {
@@ -125,5 +125,30 @@ describe("plan override precedence", () => {
     expect(explained.blocked).toEqual([{ permission: "files:write", source: "override" }]);
     expect(explained.unknownRoles).toEqual(["ghost"]);
     expect(explained.settingSources).toEqual({ allowed: "plan:free", blocked: "override", maxCostPerCall: "plan:free", timeoutMs: "override", ipAllowlist: "plan:free" });
+  });
+});
+
+describe("a policy narrowed to an access token's scopes", () => {
+  const policy = compilePolicy(key({ permissions: ["files:*", "tollgate:cross-tenant"], roles: ["editor"] }), PLAN, ROLES);
+  const question = (query: string) => ({ keyTenantId: "acme", targetTenantId: "", query: q(query), resource: "", cost: 0, clientIp: "" });
+
+  it("grants only what both the key's policy and a scope cover, by the policy engine's wildcard rules; denies stay the key's", () => {
+    const narrowed = narrowToScopes(policy, ["files:read", "chat:*"]);
+    expect(decide(policy, question("files:write AND chat:write")).code).toBe("ALLOWED");
+    expect(decide(narrowed, question("files:read AND chat:write")).code).toBe("ALLOWED");
+    const refused = decide(narrowed, question("files:write"));
+    expect([refused.code, refused.missing]).toEqual(["INSUFFICIENT_PERMISSIONS", ["files:write"]]);
+    // The plan grants tool:Read, but no scope covers it.
+    expect(decide(narrowed, question("tool:Read")).code).toBe("INSUFFICIENT_PERMISSIONS");
+    // The plan's deny list still wins over a covering scope.
+    expect(decide(narrowToScopes(policy, ["chat:*"]), question("chat:admin")).code).toBe("BLOCKED");
+  });
+
+  it("acts across tenants only when a scope names tollgate:cross-tenant, and is remembered per scope set", () => {
+    const elsewhere = { ...question("files:read"), targetTenantId: "globex" };
+    expect(decide(policy, elsewhere).code).toBe("ALLOWED");
+    expect(decide(narrowToScopes(policy, ["files:read"]), elsewhere).code).toBe("TENANT_FORBIDDEN");
+    expect(decide(narrowToScopes(policy, ["files:read", "tollgate:cross-tenant"]), elsewhere).code).toBe("ALLOWED");
+    expect(narrowToScopes(policy, ["files:read"])).toBe(narrowToScopes(policy, ["files:read"]));
   });
 });

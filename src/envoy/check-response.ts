@@ -27,20 +27,23 @@ export function overwrite(key: string, value: string): HeaderInit {
 
 const toHeaders = (headers: Record<string, string>) => Object.entries(headers).map(([k, v]) => overwrite(k, v));
 
-/** The headers that tell the upstream who called: the same for every allowed request of a key. */
-export function identityHeaders(key: KeyRecord): HeaderInit[] {
+/**
+ * The headers that tell the upstream who called: the same for every allowed request of a key. An
+ * access token's request carries the token's scopes that the key still grants instead of the key's.
+ */
+export function identityHeaders(key: KeyRecord, tokenScopes?: readonly string[]): HeaderInit[] {
   return [
     overwrite(IDENTITY_HEADERS.keyId, key.keyId),
     overwrite(IDENTITY_HEADERS.tenant, key.tenantId),
     overwrite(IDENTITY_HEADERS.plan, key.plan),
-    overwrite(IDENTITY_HEADERS.scopes, key.permissions.join(" ")),
+    overwrite(IDENTITY_HEADERS.scopes, (tokenScopes ?? key.permissions).join(" ")),
   ];
 }
 
 /** What later filters (rate limit, access log) can read under `envoy.filters.http.ext_authz`. */
-export function metadataOf(key: KeyRecord | undefined, code: string): JsonObject {
+export function metadataOf(key: KeyRecord | undefined, code: string, credentialType: "api_key" | "access_token" = "api_key"): JsonObject {
   if (!key) return { decision: code };
-  return { decision: code, key_id: key.keyId, tenant_id: key.tenantId, plan: key.plan, environment: key.environment };
+  return { decision: code, key_id: key.keyId, tenant_id: key.tenantId, plan: key.plan, environment: key.environment, ...(credentialType === "access_token" ? { credential_type: credentialType } : {}) };
 }
 
 /**
@@ -61,13 +64,13 @@ function allowResponse(d: CheckAllow): CheckResponse {
     httpResponse: {
       case: "okResponse",
       value: {
-        headers: identityHeaders(d.key),
+        headers: identityHeaders(d.key, d.tokenScopes),
         headersToRemove: [...d.strip.headers],
         queryParametersToRemove: [...d.strip.queryParameters],
         responseHeadersToAdd: toHeaders(headerRecord(d.responseHeaders)),
       },
     },
-    dynamicMetadata: metadataOf(d.key, d.code),
+    dynamicMetadata: metadataOf(d.key, d.code, d.tokenScopes ? "access_token" : "api_key"),
   });
 }
 

@@ -17,7 +17,7 @@ import { isAscii } from "./check-wire.js";
  * dynamic metadata) are encoded once per key record, joined with the credential headers to strip
  * and a limit's constant rate-limit headers into one run of bytes, and the parts that change per
  * call (the remaining count, the seconds to reset) are written as digits with the shared
- * WireWriter. Denials take the generic path: they are rarer and vary more.
+ * WireWriter. Denials, and allows of access tokens, take the generic path: they are rarer and vary more.
  *
  * Field numbers: CheckResponse { status = 1; ok_response = 3; dynamic_metadata = 4 },
  * OkHttpResponse { headers = 2; headers_to_remove = 5; response_headers_to_add = 6;
@@ -25,7 +25,8 @@ import { isAscii } from "./check-wire.js";
  * keep_empty_value = 4 }, HeaderValue { key = 1; value = 2 }.
  */
 export function encodeCheckResponse(decision: CheckDecision): Uint8Array {
-  return decision.allowed ? encodeAllow(decision) : toBinary(CheckResponseSchema, checkResponseFor(decision));
+  // An access token's allow names the token's scopes, not the key's: not the per-key bytes.
+  return decision.allowed && decision.tokenScopes === undefined ? encodeAllow(decision) : toBinary(CheckResponseSchema, checkResponseFor(decision));
 }
 
 interface KeyParts {

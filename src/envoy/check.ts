@@ -1,13 +1,17 @@
 import { TollgateError } from "../domain/errors.js";
 import type { KeyRecord } from "../domain/key.js";
-import { MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
+import { MAX_CREDENTIAL_LENGTH, unwrapCredential } from "../keys/format.js";
+import { looksLikeJwt } from "../tokens/claims.js";
+import { covered } from "../tokens/scopes.js";
+import type { TokenVerification } from "../tokens/token-verifier.js";
+import { TOKEN_MESSAGES } from "../services/issue-token.js";
 import { AUTH_MESSAGES } from "../services/convert.js";
 import { TENANT_ID_PATTERN } from "../services/validate.js";
 import type { HttpRequestView } from "./check-request.js";
 import { findCredential, locationsFor, type CredentialLocations, type FoundCredential } from "./credentials.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import type { Verification } from "../keys/verifier.js";
-import type { Authenticate, Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, DecisionCode } from "./ports.js";
+import type { Authenticate, AuthenticateToken, Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, DecisionCode } from "./ports.js";
 import { quotaHeaders } from "./quota-headers.js";
 import { RateLimitHeaderParts } from "../quota/headers.js";
 import type { RouteSettings } from "./route-settings.js";
@@ -15,6 +19,8 @@ import type { RouteSettings } from "./route-settings.js";
 /** The domain calls one Check makes. `authorize` and `consume` are optional only until they are wired. */
 export interface CheckDeps {
   authenticate: Authenticate;
+  /** Access tokens (IssueToken's JWTs); without it a JWT is answered as a malformed API key. */
+  authenticateToken?: AuthenticateToken | undefined;
   authorize?: Authorize | undefined;
   consume?: Consume | undefined;
 }
@@ -28,6 +34,8 @@ export interface CheckAllow {
   strip: CredentialLocations;
   /** Rate-limit headers for the end client's response (as parts when the quota step gave them; see `headerRecord`). */
   responseHeaders: Readonly<Record<string, string>> | RateLimitHeaderParts;
+  /** When the credential was an access token: its scopes that the key still grants (what the upstream is told). */
+  tokenScopes?: readonly string[] | undefined;
 }
 
 /** An allowed decision's response headers as a record. */
@@ -61,8 +69,34 @@ export function decide(view: HttpRequestView, route: RouteSettings, deps: CheckD
   const found = findCredential(view, route.credentialSources);
   if (!found) return deny("MISSING_CREDENTIAL", AUTH_MESSAGES.MISSING_CREDENTIAL!);
   if (found.value.length > MAX_CREDENTIAL_LENGTH) return deny("MALFORMED_CREDENTIAL", AUTH_MESSAGES.MALFORMED_CREDENTIAL!);
+  // An API key has no dot; a JWT has two (the cheap test first, so a key's Check pays nothing more).
+  if (deps.authenticateToken && found.value.includes(".")) {
+    const token = unwrapCredential(found.value);
+    if (looksLikeJwt(token)) {
+      const verifying = deps.authenticateToken(token, view.clientIp);
+      return isPromise(verifying) ? verifying.then((t) => tokenAuthenticated(view, route, deps, found, t)) : tokenAuthenticated(view, route, deps, found, verifying);
+    }
+  }
   const verification = deps.authenticate(found.value, view.clientIp);
   return isPromise(verification) ? verification.then((v) => authenticated(view, route, deps, found, v)) : authenticated(view, route, deps, found, verification);
+}
+
+/**
+ * An access token stands for its key narrowed to its scopes, as Authenticate's principal does:
+ * Authorize sees the key's policy with only the grants the token's scopes cover, the quota is
+ * the key's, and the upstream is told the scopes the key still grants.
+ */
+function tokenAuthenticated(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, t: TokenVerification): MaybePromise<CheckDecision> {
+  const { key, claims } = t;
+  if (t.code !== "VALID" || !key || !claims) {
+    const code = t.code === "VALID" ? "INVALID_ACCESS_TOKEN" : t.code;
+    return deny(code, TOKEN_MESSAGES[code] ?? AUTH_MESSAGES[code] ?? "", key);
+  }
+  const scopes = claims.scope.split(" ").filter(Boolean);
+  const granted = scopes.filter((s) => covered(s, key.permissions));
+  const refused = authorizeStep(view, route, key, deps, scopes);
+  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, found, key, granted));
+  return refused ?? chargeStep(view, route, deps, found, key, granted);
 }
 
 // The steps after the first, each run at once when the one before answered synchronously (a warm
@@ -73,32 +107,32 @@ function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckD
   if (verification.code !== "VALID" || !key) {
     return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
   }
-  const refused = authorizeStep(view, route, key, deps);
+  const refused = authorizeStep(view, route, key, deps, undefined);
   if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, found, key));
   return refused ?? chargeStep(view, route, deps, found, key);
 }
 
-function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, key: KeyRecord): MaybePromise<CheckDecision> {
-  if (route.limits === undefined || (!deps.consume && route.limits.length === 0)) return allow(route, found, key, {});
+function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, key: KeyRecord, tokenScopes?: readonly string[]): MaybePromise<CheckDecision> {
+  if (route.limits === undefined || (!deps.consume && route.limits.length === 0)) return allow(route, found, key, {}, tokenScopes);
   if (!deps.consume) throw notWired("QUOTA_NOT_AVAILABLE", "the route names `limits` but this server has no quota service wired");
   const outcome = deps.consume({ keyId: key.keyId, key, limits: route.limits, cost: route.cost, clientIp: view.clientIp });
-  return isPromise(outcome) ? outcome.then((o) => charged(route, found, key, o)) : charged(route, found, key, outcome);
+  return isPromise(outcome) ? outcome.then((o) => charged(route, found, key, o, tokenScopes)) : charged(route, found, key, outcome, tokenScopes);
 }
 
-function charged(route: RouteSettings, found: FoundCredential, key: KeyRecord, o: ConsumeOutcome): CheckDecision {
-  if (o.allowed && o.headerParts) return allow(route, found, key, o.headerParts);
+function charged(route: RouteSettings, found: FoundCredential, key: KeyRecord, o: ConsumeOutcome, tokenScopes: readonly string[] | undefined): CheckDecision {
+  if (o.allowed && o.headerParts) return allow(route, found, key, o.headerParts, tokenScopes);
   const responseHeaders = quotaHeaders(o);
-  return o.allowed ? allow(route, found, key, responseHeaders) : deny(o.code, o.message, key, responseHeaders);
+  return o.allowed ? allow(route, found, key, responseHeaders, tokenScopes) : deny(o.code, o.message, key, responseHeaders);
 }
 
 const NOTHING_TO_STRIP: CredentialLocations = Object.freeze({ headers: Object.freeze([]), queryParameters: Object.freeze([]) });
 
-function allow(route: RouteSettings, found: FoundCredential, key: KeyRecord, responseHeaders: CheckAllow["responseHeaders"]): CheckAllow {
+function allow(route: RouteSettings, found: FoundCredential, key: KeyRecord, responseHeaders: CheckAllow["responseHeaders"], tokenScopes: readonly string[] | undefined): CheckAllow {
   const strip = route.stripCredentials ? locationsFor(route.credentialSources, found.present) : NOTHING_TO_STRIP;
-  return { allowed: true, code: "VALID", key, strip, responseHeaders };
+  return tokenScopes ? { allowed: true, code: "VALID", key, strip, responseHeaders, tokenScopes } : { allowed: true, code: "VALID", key, strip, responseHeaders };
 }
 
-function authorizeStep(view: HttpRequestView, route: RouteSettings, key: KeyRecord, deps: CheckDeps): MaybePromise<CheckDeny | undefined> {
+function authorizeStep(view: HttpRequestView, route: RouteSettings, key: KeyRecord, deps: CheckDeps, scopes: readonly string[] | undefined): MaybePromise<CheckDeny | undefined> {
   let tenantId = key.tenantId;
   if (route.tenantHeader !== "") {
     const requested = view.headers.get(route.tenantHeader)?.trim() ?? "";
@@ -111,7 +145,7 @@ function authorizeStep(view: HttpRequestView, route: RouteSettings, key: KeyReco
     throw notWired("AUTHORIZE_NOT_AVAILABLE", "the route needs a permission, resource or tenant check but this server has no Authorize wired");
   }
   const refusal = (outcome: AuthorizeOutcome) => (outcome.allowed ? undefined : deny(outcome.code, outcome.message, key));
-  const authorizing = deps.authorize({ key, permissionQuery: route.permission, resource: route.resource, tenantId, clientIp: view.clientIp });
+  const authorizing = deps.authorize({ key, permissionQuery: route.permission, resource: route.resource, tenantId, clientIp: view.clientIp, scopes });
   return isPromise(authorizing) ? authorizing.then(refusal) : refusal(authorizing);
 }
 

@@ -7,7 +7,7 @@ import { QUOTA_MESSAGES, type QuotaDecision, type QuotaRequest, type QuotaServic
 import type { KeyRecord } from "../domain/key.js";
 import type { RateLimitHeaderParts } from "../quota/headers.js";
 import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
-import type { EffectivePolicy } from "../policy/effective.js";
+import { narrowToScopes, type EffectivePolicy } from "../policy/effective.js";
 import type { Authorize, AuthorizeOutcome, Consume, ConsumeOutcome, LimitState } from "./ports.js";
 
 export interface EnvoyPortDeps {
@@ -79,9 +79,10 @@ export function createEnvoyPorts(deps: EnvoyPortDeps): { authorize: Authorize; c
     return result;
   };
 
-  const authorize: Authorize = ({ key, permissionQuery, resource, tenantId, clientIp }) => {
+  const authorize: Authorize = ({ key, permissionQuery, resource, tenantId, clientIp, scopes }) => {
     const query = parsed(permissionQuery);
-    const decideWith = (policy: EffectivePolicy): AuthorizeOutcome => {
+    const decideWith = (keyPolicy: EffectivePolicy): AuthorizeOutcome => {
+      const policy = scopes ? narrowToScopes(keyPolicy, scopes) : keyPolicy;
       const d = decide(policy, { keyTenantId: key.tenantId, targetTenantId: tenantId, query, resource, cost: 0, clientIp });
       return { allowed: d.code === "ALLOWED", code: d.code, missingPermissions: d.missing, message: d.message };
     };

@@ -10,6 +10,7 @@ import type { KeyRecord } from "../domain/key.js";
 import type { MaybePromise } from "../domain/maybe-promise.js";
 import type { Code } from "../gen/tollgate/v1/code_pb.js";
 import type { Verification } from "../keys/verifier.js";
+import type { TokenVerification } from "../tokens/token-verifier.js";
 import type { RateLimitHeaderParts } from "../quota/headers.js";
 
 /** A decision code name from the public vocabulary (`INVALID_API_KEY`, `RATE_LIMITED`, ...). */
@@ -17,6 +18,9 @@ export type DecisionCode = keyof typeof Code;
 
 /** Verifies a raw credential (a bare key or `Bearer <key>`) for a client address ("" = unknown). */
 export type Authenticate = (credential: string, clientIp: string) => MaybePromise<Verification>;
+
+/** Verifies an access token (the bare JWT) issued by IssueToken, as Authenticate does. */
+export type AuthenticateToken = (token: string, clientIp: string) => MaybePromise<TokenVerification>;
 
 /** One Authorize question about a key that Authenticate has just proven. */
 export interface AuthorizeInput {
@@ -28,6 +32,8 @@ export interface AuthorizeInput {
   /** The tenant the request targets; equal to `key.tenantId` unless the route reads it from a header. */
   tenantId: string;
   clientIp: string;
+  /** When the credential is an access token: its scopes. The key's policy is narrowed to them. */
+  scopes?: readonly string[] | undefined;
 }
 
 /** Authorize's answer. `code` is `ALLOWED` when allowed, else the reason (`INSUFFICIENT_PERMISSIONS`, ...). */

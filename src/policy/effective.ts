@@ -2,7 +2,7 @@ import type { KeyRecord } from "../domain/key.js";
 import { EMPTY_PLAN_SETTINGS, PLAN_FIELDS, type Plan, type PlanOverrides, type PlanSettings, type Role } from "../domain/policy.js";
 import { CROSS_TENANT_PERMISSION } from "../keys/key-admin.js";
 import { parseCidr, type Cidr } from "../keys/ip.js";
-import { PermissionSet } from "./permissions.js";
+import { PermissionSet, type PermissionMatcher } from "./permissions.js";
 
 /** The parts of a key that shape its policy. */
 export type KeyPolicyInput = Pick<KeyRecord, "tenantId" | "permissions" | "roles" | "plan" | "policyOverrides">;
@@ -15,7 +15,7 @@ export interface EffectivePolicy {
   /** The plan's fields with the key's overrides applied (an override replaces the whole field). */
   settings: PlanSettings;
   /** Direct key permissions ∪ the effective `allowed` list ∪ the permissions of the key's roles. */
-  grants: PermissionSet;
+  grants: PermissionMatcher;
   /** The effective `blocked` list. A match here beats every grant. */
   denies: PermissionSet;
   /** The effective plan-level IP allowlist, parsed; empty admits every address. */
@@ -56,6 +56,35 @@ export function compilePolicy(key: KeyPolicyInput, plan: PlanSettings | undefine
     ipBlocks: settings.ipAllowlist.map(parseCidr).filter((b): b is Cidr => b !== undefined),
     crossTenant: key.permissions.includes(CROSS_TENANT_PERMISSION),
   };
+}
+
+/** Most distinct scope sets remembered per policy (tokens of one key usually share a few). */
+const MAX_SCOPE_SETS = 64;
+const narrowedPolicies = new WeakMap<EffectivePolicy, Map<string, EffectivePolicy>>();
+
+/**
+ * The policy an access token acts under: its key's, with a grant holding only where one of the
+ * token's scopes covers it too (by the policy engine's own matcher, so wildcards, implied
+ * permissions and the reserved `tollgate:` prefix follow the same rules), and cross-tenant access
+ * only when a scope names it. Deny lists, settings and IP blocks are the key's. Remembered per
+ * policy object and scope set; a policy is replaced, never changed, when it changes.
+ */
+export function narrowToScopes(policy: EffectivePolicy, scopes: readonly string[]): EffectivePolicy {
+  const id = scopes.join(" ");
+  let bySet = narrowedPolicies.get(policy);
+  if (!bySet) narrowedPolicies.set(policy, (bySet = new Map()));
+  let narrowed = bySet.get(id);
+  if (!narrowed) {
+    const granted = new PermissionSet(scopes, true);
+    narrowed = {
+      ...policy,
+      grants: { has: (permission) => policy.grants.has(permission) && granted.has(permission) },
+      crossTenant: policy.crossTenant && scopes.includes(CROSS_TENANT_PERMISSION),
+    };
+    if (bySet.size >= MAX_SCOPE_SETS) bySet.clear();
+    bySet.set(id, narrowed);
+  }
+  return narrowed;
 }
 
 /** One entry of an explained policy: a pattern and where it came from. */

@@ -57,7 +57,12 @@ export function patternMatches(pattern: string, permission: string): boolean {
  * no allocation: exact names in a Set, trailing-`*` patterns as prefixes, and the rare patterns
  * with an inner `*` kept for segment-wise matching.
  */
-export class PermissionSet {
+/** Whether a set of grants (or denies) covers a concrete permission. */
+export interface PermissionMatcher {
+  has(permission: string): boolean;
+}
+
+export class PermissionSet implements PermissionMatcher {
   private readonly exact = new Set<string>();
   private readonly prefixes: string[] = [];
   private readonly segmented: string[] = [];
