@@ -40,6 +40,22 @@ async function codeOf(credential: string) {
 }
 
 describe("Authenticate with access tokens", () => {
+  it("answers a token seen before synchronously (no promise), as a warm API key is, and still rechecks its key", async () => {
+    const { token, key } = await freshToken();
+    const first = app.tokens.verifier.verify(token, "");
+    expect(first).toBeInstanceOf(Promise); // the signature is checked once, asynchronously
+    expect((await first).code).toBe("VALID");
+    const warm = app.tokens.verifier.verify(token, "");
+    expect(warm).not.toBeInstanceOf(Promise);
+    expect(warm).toMatchObject({ code: "VALID", key: { keyId: key.keyId } });
+    expect(await codeOf(token)).toBe(Code.VALID);
+    // A forgotten key row is loaded again (a promise), and the answer is the same.
+    app.verifier.invalidate(key.keyId);
+    const reloading = app.tokens.verifier.verify(token, "");
+    expect(reloading).toBeInstanceOf(Promise);
+    expect((await reloading).code).toBe("VALID");
+  });
+
   it("accepts a token until exp plus the configured skew, then answers EXPIRED_ACCESS_TOKEN (injected clock)", async () => {
     const { token, claims } = await freshToken();
     const issuedAt = clock;

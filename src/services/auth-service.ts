@@ -1,6 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { Violations } from "../domain/errors.js";
-import type { KeyVerifier } from "../keys/verifier.js";
+import type { KeyVerifier, Verification } from "../keys/verifier.js";
+import { isPromise } from "../domain/maybe-promise.js";
 import type { PolicyCache } from "../policy/policy-cache.js";
 import type { QuotaService } from "../quota/quota-service.js";
 import { consumeQuota } from "./consume-quota.js";
@@ -39,25 +40,30 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
   const principals = (key: KeyRecord, nowMs: number) => cache(key, nowMs, deps.maxKeyAgeMs?.(key));
   const validAnswers = createValidAnswerCache(deps, principals);
   const quotaDeps = { ...deps, principals };
+  /** Authenticate's answer for an API key's verification. */
+  const keyAnswer = ({ code, key }: Verification) => {
+    deps.onDecision?.("Authenticate", code);
+    if (code === "VALID" && key) return validAnswers(key);
+    const message = AUTH_MESSAGES[code] ?? "";
+    return {
+      valid: false,
+      code: codeOf(code),
+      // The principal is returned whenever the secret was proven, so callers can say *which* key expired.
+      principal: key ? principals(key, deps.now()) : undefined,
+      message,
+      clientResponse: clientResponseFor(code, message),
+    };
+  };
   return {
-    async authenticate(req) {
+    // Synchronous for a warm key or token (no promise, as for Check); a throw is the RPC's error either way.
+    authenticate(req) {
       const v = new Violations();
       checkCredential(v, "credential", req.credential);
       checkClientIp(v, "client_ip", req.clientIp);
       v.throwIfAny();
       if (isAccessToken(req.credential)) return authenticateAccessToken(deps.tokens, req, deps);
-      const { code, key } = await deps.verifier.verify(req.credential, req.clientIp);
-      deps.onDecision?.("Authenticate", code);
-      if (code === "VALID" && key) return validAnswers(key);
-      const message = AUTH_MESSAGES[code] ?? "";
-      return {
-        valid: false,
-        code: codeOf(code),
-        // The principal is returned whenever the secret was proven, so callers can say *which* key expired.
-        principal: key ? principals(key, deps.now()) : undefined,
-        message,
-        clientResponse: clientResponseFor(code, message),
-      };
+      const verifying = deps.verifier.verify(req.credential, req.clientIp);
+      return isPromise(verifying) ? verifying.then(keyAnswer) : keyAnswer(verifying);
     },
     authorize: createAuthorize({ ...deps, principals }),
     consumeQuota: (req, ctx) => consumeQuota(quotaDeps, req, ctx),

@@ -6,7 +6,8 @@ import type { KeyRecord } from "../domain/key.js";
 import { looksLikeJwt, type AccessTokenClaims } from "../tokens/claims.js";
 import { covered } from "../tokens/scopes.js";
 import type { TokenIssuer } from "../tokens/token-issuer.js";
-import type { TokenVerifier } from "../tokens/token-verifier.js";
+import type { TokenVerification, TokenVerifier } from "../tokens/token-verifier.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import { CredentialType, type Principal } from "../gen/tollgate/v1/common_pb.js";
 import type { AuthenticateRequest, AuthenticateResponse } from "../gen/tollgate/v1/authenticate_pb.js";
 import type { IssueTokenRequest, IssueTokenResponse } from "../gen/tollgate/v1/token_pb.js";
@@ -76,21 +77,24 @@ export function principalFromToken(key: KeyRecord, claims: AccessTokenClaims, no
   return principal;
 }
 
-/** Authenticate for a JWT-shaped credential; the same decision shape as for API keys. */
-export async function authenticateAccessToken(
+/** Authenticate for a JWT-shaped credential; the same decision shape as for API keys (synchronous for a warm token). */
+export function authenticateAccessToken(
   tokens: AccessTokens,
   req: AuthenticateRequest,
   deps: { now: () => number; onDecision?: (rpc: string, code: string) => void },
-): Promise<Omit<AuthenticateResponse, "$typeName">> {
-  const { code, key, claims } = await tokens.verifier.verify(unwrapCredential(req.credential), req.clientIp);
-  deps.onDecision?.("Authenticate", code);
-  const valid = code === "VALID";
-  const message = TOKEN_MESSAGES[code] ?? AUTH_MESSAGES[code] ?? "";
-  return {
-    valid,
-    code: codeOf(code),
-    principal: key && claims ? principalFromToken(key, claims, deps.now()) : undefined,
-    message,
-    clientResponse: valid ? undefined : clientResponseFor(code, message),
+): MaybePromise<Omit<AuthenticateResponse, "$typeName">> {
+  const answer = ({ code, key, claims }: TokenVerification): Omit<AuthenticateResponse, "$typeName"> => {
+    deps.onDecision?.("Authenticate", code);
+    const valid = code === "VALID";
+    const message = TOKEN_MESSAGES[code] ?? AUTH_MESSAGES[code] ?? "";
+    return {
+      valid,
+      code: codeOf(code),
+      principal: key && claims ? principalFromToken(key, claims, deps.now()) : undefined,
+      message,
+      clientResponse: valid ? undefined : clientResponseFor(code, message),
+    };
   };
+  const verifying = tokens.verifier.verify(unwrapCredential(req.credential), req.clientIp);
+  return isPromise(verifying) ? verifying.then(answer) : answer(verifying);
 }

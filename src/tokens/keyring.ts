@@ -40,6 +40,8 @@ export interface Keyring {
    * this replica missed a notification; a key past its publication window is never returned.
    */
   verificationKey(kid: string): Promise<PublishedKey | undefined>;
+  /** The published key with this kid as this replica knows it now, without a reload (the warm path). */
+  knownKey(kid: string): PublishedKey | undefined;
   /** The JWKS document: every key published now. */
   jwks(): { keys: JWK[] };
 }
@@ -101,6 +103,10 @@ export function createKeyring(deps: KeyringDeps): Keyring {
         await reload().catch((err: unknown) => deps.onError(err, "signing keys could not be reloaded"));
         key = published.get(kid);
       }
+      return key && live(key) ? key : undefined;
+    },
+    knownKey(kid) {
+      const key = published.get(kid);
       return key && live(key) ? key : undefined;
     },
     jwks: () => ({ keys: [...published.values()].filter(live).map((k) => k.jwk) }),

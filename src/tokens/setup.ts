@@ -61,7 +61,7 @@ export async function startTokens(deps: TokenSetupDeps): Promise<TokenParts> {
   };
   const reload = () => void keyring.reload().catch((err: unknown) => logger.warn({ err }, "signing keys could not be reloaded"));
   const issuer = createTokenIssuer({ verifier: deps.verifier, keyring, config: config.tokens, now });
-  const verifier = createTokenVerifier({ keyring, lookupKey: async (keyId) => deps.verifier.lookup(keyId), config: config.tokens, now });
+  const verifier = createTokenVerifier({ keyring, lookupKey: (keyId) => deps.verifier.lookup(keyId), config: config.tokens, now });
 
   let timer: NodeJS.Timeout | undefined;
   if (config.tokens.rotateEverySeconds > 0) {

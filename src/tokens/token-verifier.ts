@@ -1,8 +1,9 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from "jose";
 import type { KeyRecord } from "../domain/key.js";
 import { keyStatus } from "../keys/key-status.js";
 import { TtlCache } from "../keys/ttl-cache.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
 import { ACCESS_TOKEN_TYPE, SUBJECT_PREFIX, type AccessTokenClaims } from "./claims.js";
 import type { Keyring } from "./keyring.js";
 import { SIGNING_ALGORITHMS, type TokenConfig } from "./token-config.js";
@@ -19,9 +20,9 @@ export interface TokenVerification {
 
 /** The keyring with the published keys, the key-row lookup, settings and clock. */
 export interface TokenVerifierDeps {
-  keyring: Pick<Keyring, "verificationKey">;
-  /** The current row of the key a token was issued from (cached; evicted on change through NOTIFY). */
-  lookupKey(keyId: string): Promise<KeyRecord | undefined>;
+  keyring: Pick<Keyring, "verificationKey" | "knownKey">;
+  /** The current row of the key a token was issued from (cached, answered synchronously when warm; evicted on change through NOTIFY). */
+  lookupKey(keyId: string): MaybePromise<KeyRecord | undefined>;
   config: TokenConfig;
   now: () => number;
   /** Most verified tokens remembered (by SHA-256 digest, never the token itself). */
@@ -86,13 +87,24 @@ export function createTokenVerifier(deps: TokenVerifierDeps) {
     return claims ? { kid: header.kid, claims } : INVALID;
   }
 
-  /** What may have changed since the signature was checked: publication, time, the API key. */
-  async function recheck({ kid, claims }: Checked, clientIp: string): Promise<TokenVerification> {
-    if (!(await deps.keyring.verificationKey(kid))) return INVALID;
+  /**
+   * What may have changed since the signature was checked: publication, time, the API key. A warm
+   * token (its kid known, its key row cached) is answered synchronously, as a warm API key is.
+   */
+  function recheck(entry: Checked, clientIp: string): MaybePromise<TokenVerification> {
+    if (deps.keyring.knownKey(entry.kid)) return recheckTimeAndKey(entry, clientIp);
+    return deps.keyring.verificationKey(entry.kid).then((published) => (published ? recheckTimeAndKey(entry, clientIp) : INVALID));
+  }
+
+  function recheckTimeAndKey({ claims }: Checked, clientIp: string): MaybePromise<TokenVerification> {
     const nowSeconds = Math.floor(deps.now() / 1000);
     if (claims.exp <= nowSeconds - config.clockSkewSeconds) return { code: "EXPIRED_ACCESS_TOKEN" };
     if (claims.nbf > nowSeconds + config.clockSkewSeconds) return INVALID;
-    const key = await deps.lookupKey(claims.client_id);
+    const key = deps.lookupKey(claims.client_id);
+    return isPromise(key) ? key.then((k) => keyVerdict(k, claims, clientIp)) : keyVerdict(key, claims, clientIp);
+  }
+
+  function keyVerdict(key: KeyRecord | undefined, claims: AccessTokenClaims, clientIp: string): TokenVerification {
     if (!key || key.tenantId !== claims.tenant) return INVALID;
     const status = keyStatus(key, deps.now(), clientIp);
     if (status === "IP_NOT_ALLOWED") return { code: status, key, claims };
@@ -100,16 +112,16 @@ export function createTokenVerifier(deps: TokenVerifierDeps) {
   }
 
   return {
-    async verify(token: string, clientIp: string): Promise<TokenVerification> {
-      const digest = createHash("sha256").update(token).digest("base64");
-      let entry = checked.get(digest);
-      if (!entry) {
-        const outcome = await checkSignature(token);
+    /** Verifies a token: synchronously when it was seen before and nothing needs loading, else through a promise. */
+    verify(token: string, clientIp: string): MaybePromise<TokenVerification> {
+      const digest = hash("sha256", token, "base64");
+      const entry = checked.get(digest);
+      if (entry) return recheck(entry, clientIp);
+      return checkSignature(token).then((outcome) => {
         if ("code" in outcome) return outcome;
-        entry = outcome;
-        checked.set(digest, entry, (entry.claims.exp + config.clockSkewSeconds) * 1000 - deps.now());
-      }
-      return recheck(entry, clientIp);
+        checked.set(digest, outcome, (outcome.claims.exp + config.clockSkewSeconds) * 1000 - deps.now());
+        return recheck(outcome, clientIp);
+      });
     },
   };
 }
