@@ -1,8 +1,8 @@
 /**
- * `npm run bench:ab`: this working tree against another revision, measured in one run. Two servers
- * — the base revision's build and this tree's — each answer the selected load scenarios, and every
- * round runs each (server, scenario) once, in an order that rotates and alternates from round to
- * round. A change is then read as the median over rounds of candidate ÷ base for the same
+ * `npm run bench:ab`: this working tree against another revision, measured in one run. Four servers
+ * — two of the base revision's build and two of this tree's, started base, candidate, candidate,
+ * base — each answer the selected load scenarios, and every round runs each (server, scenario)
+ * once, in an order that rotates and alternates from round to round. A change is then read as the median over rounds of candidate ÷ base for the same
  * scenario, measured seconds apart: two separate `npm run bench` runs minutes apart differ by more
  * than most changes on this machine (docs/performance.md, "What is left").
  *
@@ -20,7 +20,7 @@ import { median } from "./report.js";
 import { prepareLoad, runLoadRound, type ReadyLoad } from "./runner.js";
 import type { BenchContext, LoadScenario } from "./scenario.js";
 import { scenarios } from "./scenarios.js";
-import { startBenchServer, type BenchServer } from "./server.js";
+import { compiledServer, startBenchServer, type BenchServer } from "./server.js";
 
 const OUT_DIR = join(import.meta.dirname, "out");
 const BASE_DIR = join(OUT_DIR, "ab-base");
@@ -59,16 +59,21 @@ async function main(): Promise<void> {
   const shape: LoadShape = { threads: 1, connections: numberEnv("BENCH_CONNECTIONS", 4), streams: numberEnv("BENCH_STREAMS", 32), durationSec, warmUpSec: numberEnv("BENCH_WARMUP", 0.5) };
   const chosen = loadScenarios();
   const baseEntry = await buildBase(revision);
+  const candidateEntry = compiledServer();
   const env = Object.assign({}, ...chosen.map((s) => s.serverEnv ?? {})) as Record<string, string>;
+  // Two servers a side, started base, candidate, candidate, base: a server started earlier idles
+  // longer before its first round, and that alone has made a server 5–15 % faster or slower here
+  // (docs/performance.md), so each side gets one early and one late start.
   const servers: [string, BenchServer][] = [];
   try {
-    servers.push(["base", await startBenchServer(env, baseEntry)]);
-    servers.push(["candidate", await startBenchServer(env)]);
+    for (const [label, entry] of [["base", baseEntry], ["candidate", candidateEntry], ["candidate", candidateEntry], ["base", baseEntry]] as const) {
+      servers.push([`${label}#${servers.filter(([l]) => l.startsWith(label)).length + 1}`, await startBenchServer(env, entry)]);
+    }
     const runs: { server: string; scenario: string; ctx: BenchContext; ready: ReadyLoad; dir: string }[] = [];
     for (const [label, server] of servers) {
       const ctx = contextFor(server, durationSec);
       for (const s of chosen) {
-        const dir = join(OUT_DIR, "ab", label); // each server's own request bodies (they carry its keys)
+        const dir = join(OUT_DIR, "ab", label.replace("#", "-")); // each server's own request bodies (they carry its keys)
         await mkdir(dir, { recursive: true });
         process.stderr.write(`setting up ${s.name} on ${label} (pid ${server.pid})\n`);
         runs.push({ server: label, scenario: s.name, ctx, ready: await prepareLoad(ctx, s, dir), dir });
@@ -86,13 +91,18 @@ async function main(): Promise<void> {
         process.stderr.write(`round ${round} ${key}: ${Math.round(r.callsPerSec)} calls/s, ${Math.round(r.cpuUsPerCall)} µs CPU/call\n`);
       }
     }
-    const perRound = (a: string, b: string) => rates.get(a)!.map((v, i) => v / rates.get(b)![i]!);
-    console.log(`\nbase ${revision} vs candidate (this working tree), ${rounds} rounds of ${durationSec} s, each a rotation of every (server, scenario):`);
+    // A side's figure per round: the geometric mean of its two servers' calls/s.
+    const side = (label: string, scenario: string) => rates.get(`${label}#1 ${scenario}`)!.map((v, i) => Math.sqrt(v * rates.get(`${label}#2 ${scenario}`)![i]!));
+    const perRound = (a: number[], b: number[]) => a.map((v, i) => v / b[i]!);
+    console.log(`\nbase ${revision} vs candidate (this working tree), two servers each, ${rounds} rounds of ${durationSec} s, each a rotation of every (server, scenario):`);
     for (const s of chosen) {
-      console.log(`  ${s.name}: candidate ${spread(perRound(`candidate ${s.name}`, `base ${s.name}`))} of base; calls/s medians ${Math.round(median(rates.get(`base ${s.name}`)!))} → ${Math.round(median(rates.get(`candidate ${s.name}`)!))}`);
+      const [base, candidate] = [side("base", s.name), side("candidate", s.name)];
+      console.log(`  ${s.name}: candidate ${spread(perRound(candidate, base))} of base; calls/s medians ${Math.round(median(base))} → ${Math.round(median(candidate))}`);
       if (s.baseline && chosen.some((c) => c.name === s.baseline)) {
-        for (const [label] of servers) console.log(`    ${label}: ${s.name} ${spread(perRound(`${label} ${s.name}`, `${label} ${s.baseline}`))} of ${s.baseline}`);
+        for (const label of ["base", "candidate"]) console.log(`    ${label}: ${s.name} ${spread(perRound(side(label, s.name), side(label, s.baseline)))} of ${s.baseline}`);
       }
+      const sameSide = perRound(rates.get(`base#2 ${s.name}`)!, rates.get(`base#1 ${s.name}`)!);
+      console.log(`    (two servers of the same build, base#2 ÷ base#1: ${spread(sameSide)})`);
     }
     if (problems.length) {
       console.log(`\nThe load did NOT get the expected answers:\n  ${problems.join("\n  ")}`);

@@ -20,7 +20,7 @@ import { postgresReachable as reachable } from "../src/store/db.js";
 const LOCAL_ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 
 /** Compiles the server into bench/out/build (inside the project, so node_modules resolve; not dist/, which the CLI would pick up). */
-function compiledServer(): string {
+export function compiledServer(): string {
   const outDir = "bench/out/build";
   execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json", "--outDir", outDir, "--sourceMap", "false"], { stdio: "inherit" });
   execFileSync(process.execPath, ["scripts/copy-assets.mjs", outDir], { stdio: "inherit" }); // as `npm run build` does
