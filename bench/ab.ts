@@ -16,7 +16,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { contextFor, numberEnv } from "./context.js";
 import type { LoadShape } from "./h2load.js";
-import { median } from "./report.js";
+import { median, middleHalf } from "./report.js";
 import { prepareLoad, runLoadRound, type ReadyLoad } from "./runner.js";
 import type { BenchContext, LoadScenario } from "./scenario.js";
 import { scenarios } from "./scenarios.js";
@@ -47,9 +47,9 @@ function loadScenarios(): LoadScenario[] {
 
 /** The median of `values` and their middle half, as percentages. */
 function spread(values: number[]): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return `${(100 * median(values)).toFixed(1)} % (middle half ${(100 * at(0.25)).toFixed(0)}–${(100 * at(0.75)).toFixed(0)} %, ${values.length} rounds)`;
+  const half = middleHalf(values);
+  const range = half ? `middle half ${(100 * half[0]).toFixed(0)}–${(100 * half[1]).toFixed(0)} %, ` : "";
+  return `${(100 * median(values)).toFixed(1)} % (${range}${values.length} rounds)`;
 }
 
 async function main(): Promise<void> {

@@ -2,9 +2,8 @@ import { TollgateError } from "../domain/errors.js";
 import type { KeyRecord } from "../domain/key.js";
 import { MAX_CREDENTIAL_LENGTH, unwrapCredential } from "../keys/format.js";
 import { looksLikeJwt } from "../tokens/claims.js";
-import { covered } from "../tokens/scopes.js";
 import type { TokenVerification } from "../tokens/token-verifier.js";
-import { TOKEN_MESSAGES } from "../services/issue-token.js";
+import { tokenMessage, tokenScopes } from "../services/issue-token.js";
 import { AUTH_MESSAGES } from "../services/convert.js";
 import { TENANT_ID_PATTERN } from "../services/validate.js";
 import type { HttpRequestView } from "./check-request.js";
@@ -90,13 +89,9 @@ function tokenAuthenticated(view: HttpRequestView, route: RouteSettings, deps: C
   const { key, claims } = t;
   if (t.code !== "VALID" || !key || !claims) {
     const code = t.code === "VALID" ? "INVALID_ACCESS_TOKEN" : t.code;
-    return deny(code, TOKEN_MESSAGES[code] ?? AUTH_MESSAGES[code] ?? "", key);
+    return deny(code, tokenMessage(code), key);
   }
-  const scopes = claims.scope.split(" ").filter(Boolean);
-  const granted = scopes.filter((s) => covered(s, key.permissions));
-  const refused = authorizeStep(view, route, key, deps, scopes);
-  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, found, key, granted));
-  return refused ?? chargeStep(view, route, deps, found, key, granted);
+  return authorizedThenCharged(view, route, deps, found, key, tokenScopes(key, claims));
 }
 
 // The steps after the first, each run at once when the one before answered synchronously (a warm
@@ -107,9 +102,14 @@ function authenticated(view: HttpRequestView, route: RouteSettings, deps: CheckD
   if (verification.code !== "VALID" || !key) {
     return deny(verification.code === "VALID" ? "INVALID_API_KEY" : verification.code, AUTH_MESSAGES[verification.code] ?? "", key);
   }
-  const refused = authorizeStep(view, route, key, deps, undefined);
-  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, found, key));
-  return refused ?? chargeStep(view, route, deps, found, key);
+  return authorizedThenCharged(view, route, deps, found, key, undefined);
+}
+
+/** Authorize, then charge unless refused; an access token (`token`) is authorized by its scopes and tells the upstream those its key still grants. */
+function authorizedThenCharged(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, key: KeyRecord, token: { scopes: string[]; granted: string[] } | undefined): MaybePromise<CheckDecision> {
+  const refused = authorizeStep(view, route, key, deps, token?.scopes);
+  if (isPromise(refused)) return refused.then((r) => r ?? chargeStep(view, route, deps, found, key, token?.granted));
+  return refused ?? chargeStep(view, route, deps, found, key, token?.granted);
 }
 
 function chargeStep(view: HttpRequestView, route: RouteSettings, deps: CheckDeps, found: FoundCredential, key: KeyRecord, tokenScopes?: readonly string[]): MaybePromise<CheckDecision> {

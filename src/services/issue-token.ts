@@ -68,13 +68,24 @@ export async function issueToken(tokens: AccessTokens, req: IssueTokenRequest): 
  */
 export function principalFromToken(key: KeyRecord, claims: AccessTokenClaims, nowMs: number): Principal {
   const principal = principalFromKey(key, nowMs);
-  const scopes = claims.scope.split(" ").filter(Boolean);
+  const { scopes, granted } = tokenScopes(key, claims);
   principal.credentialType = CredentialType.ACCESS_TOKEN;
   principal.scopes = scopes;
-  principal.permissions = scopes.filter((s) => covered(s, key.permissions));
+  principal.permissions = granted;
   principal.roles = [];
   principal.expiresAt = timestampFromDate(new Date(claims.exp * 1000));
   return principal;
+}
+
+/** A token's scopes, and those of them its key still grants (so taking a permission from a key takes it from its live tokens). */
+export function tokenScopes(key: KeyRecord, claims: AccessTokenClaims): { scopes: string[]; granted: string[] } {
+  const scopes = claims.scope.split(" ").filter(Boolean);
+  return { scopes, granted: scopes.filter((s) => covered(s, key.permissions)) };
+}
+
+/** The sentence for a token verification's code. */
+export function tokenMessage(code: string): string {
+  return TOKEN_MESSAGES[code] ?? AUTH_MESSAGES[code] ?? "";
 }
 
 /** Authenticate for a JWT-shaped credential; the same decision shape as for API keys (synchronous for a warm token). */
@@ -86,7 +97,7 @@ export function authenticateAccessToken(
   const answer = ({ code, key, claims }: TokenVerification): Omit<AuthenticateResponse, "$typeName"> => {
     deps.onDecision?.("Authenticate", code);
     const valid = code === "VALID";
-    const message = TOKEN_MESSAGES[code] ?? AUTH_MESSAGES[code] ?? "";
+    const message = tokenMessage(code);
     return {
       valid,
       code: codeOf(code),

@@ -18,6 +18,13 @@ export interface GrpcHandlerContext extends HandlerContext {
   finished(): void;
 }
 
+/** Headers as grpc-js metadata (response headers and trailers). */
+export function toMetadata(headers: Headers): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  headers.forEach((value, name) => metadata.set(name, value));
+  return metadata;
+}
+
 /** grpc-js metadata as headers: names as they are (grpc-js lower-cases them), binary values in base64, repeated values joined with ", ". */
 function headerValue(values: grpc.MetadataValue[]): string | null {
   if (values.length === 0) return null;
@@ -117,10 +124,10 @@ class GrpcContext implements GrpcHandlerContext, QuickHeaders {
   }
 
   responseMetadata(): grpc.Metadata {
-    const metadata = new grpc.Metadata();
     const pending = this.pendingResponseHeaders;
-    if (pending) for (let i = 0; i < pending.length; i += 2) metadata.set(pending[i]!, pending[i + 1]!);
-    else this.responseHeaders?.forEach((value, name) => metadata.set(name, value));
+    if (!pending) return toMetadata(this.responseHeader);
+    const metadata = new grpc.Metadata();
+    for (let i = 0; i < pending.length; i += 2) metadata.set(pending[i]!, pending[i + 1]!);
     return metadata;
   }
 

@@ -6,7 +6,7 @@ import type { Readable } from "node:stream";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { toConnectError } from "./errors.js";
 import { encodeMessage } from "./encode.js";
-import { createGrpcHandlerContext, type GrpcHandlerContext } from "./grpc-context.js";
+import { createGrpcHandlerContext, toMetadata, type GrpcHandlerContext } from "./grpc-context.js";
 
 type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
 type AnyCall = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -70,12 +70,6 @@ function decode(decoder: (bytes: Uint8Array) => unknown, bytes: Buffer): unknown
   } catch {
     throw new ConnectError("the request message could not be decoded", Code.InvalidArgument);
   }
-}
-
-function toMetadata(headers: Headers): grpc.Metadata {
-  const md = new grpc.Metadata();
-  headers.forEach((value, name) => md.set(name, value));
-  return md;
 }
 
 /** The grpc-js form of an error: code, message, and google.rpc.Status in `grpc-status-details-bin`. */
