@@ -9,6 +9,8 @@ import { createTestDatabase, type TestDatabase } from "./support/db.js";
 import { envoyExtAuthz } from "./support/envoy-harness.js";
 import { seedKey, startTestServer } from "./support/server.js";
 import { startTcpProxy, type TcpProxy } from "./support/tcp-proxy.js";
+import { grpcJsClient } from "./support/clients.js";
+import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
 
 let db: TestDatabase;
 let proxy: TcpProxy;
@@ -51,6 +53,26 @@ describe("Check with a broken database", () => {
 
     await proxy.restore();
     await expect.poll(async () => (await envoy.check({ headers: { "x-api-key": uncached.secret } })).kind, { timeout: 10_000 }).toBe("allow");
+  });
+
+  it("answers UNAVAILABLE for an access token whose key row must be read while PostgreSQL refuses, and serves it again after", async () => {
+    const { key, secret } = await seedKey(app, { tenantId: "acme", permissions: ["chat:write"] });
+    const client = grpcJsClient(AuthService, app.grpcPort);
+    const token = (await client.issueToken({ credential: secret, scopes: ["chat:write"] })).accessToken;
+    client.close();
+    const bearer = { headers: { authorization: `Bearer ${token}` } };
+    expect((await envoy.check(bearer)).kind).toBe("allow");
+
+    await proxy.cut("refuse");
+    // Cached, the token needs no database (its signature and its key row are in memory).
+    expect((await envoy.check(bearer)).kind).toBe("allow");
+    app.verifier.invalidate(key.keyId); // the key row must now be read again
+    const v = await envoy.check(bearer);
+    expect(v).toMatchObject({ kind: "error", grpcCode: grpc.status.UNAVAILABLE, status: 403 });
+    if (v.kind === "error") expect(v.message).not.toMatch(/ECONNREFUSED|postgres|127\.0\.0\.1|SELECT/i);
+
+    await proxy.restore();
+    await expect.poll(async () => (await envoy.check(bearer)).kind, { timeout: 10_000 }).toBe("allow");
   });
 
   it("answers UNAVAILABLE within Envoy's grpc-timeout when PostgreSQL stops answering", async () => {
