@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { runCli } from "../src/cli/main.js";
 import net from "node:net";
-import { Code as RpcCode, ConnectError } from "@connectrpc/connect";
+import { Code as RpcCode, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { ConsumeQuotaRequestSchema } from "../src/gen/tollgate/v1/quota_pb.js";
+import { consumeQuota } from "../src/services/consume-quota.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
 import { UsageService, UsageGroupBy } from "../src/gen/tollgate/v1/usage_service_pb.js";
@@ -161,6 +164,29 @@ describe("ConsumeQuota", () => {
     const res = await client.consumeQuota({ keyId: key.keyId, limits: ["tokens"], cost: 5n }, bearer(gateway.secret));
     expect(res).toMatchObject({ allowed: true });
     expect(res.principal?.keyId).toBe(key.keyId);
+  });
+
+  it("answers a warm key synchronously (no promise), by credential and by key_id, and loads a forgotten key through a promise", async () => {
+    const { key, secret } = await seedKey(app, { tenantId: "acme", plan: "qa" });
+    const gateway = await seedKey(app, { tenantId: "acme", permissions: ["tollgate:quota"] });
+    // Warm both keys and lease a block of "tokens" for the key through the real server first.
+    await client.consumeQuota({ credential: secret, limits: ["tokens"] });
+    await client.consumeQuota({ keyId: key.keyId, limits: ["tokens"] }, bearer(gateway.secret));
+    const deps = { verifier: app.verifier, quota: app.quota.service, now: () => clock };
+    const ctx = (headers: Record<string, string> = {}) =>
+      createHandlerContext({ service: AuthService, method: AuthService.method.consumeQuota, protocolName: "grpc", requestMethod: "POST", url: "http://x/", requestHeader: headers });
+    const byCredential = consumeQuota(deps, create(ConsumeQuotaRequestSchema, { credential: secret, limits: ["tokens"] }), ctx());
+    expect(byCredential).not.toBeInstanceOf(Promise);
+    expect(byCredential).toMatchObject({ allowed: true, code: Code.OK, principal: { keyId: key.keyId } });
+    const byId = consumeQuota(deps, create(ConsumeQuotaRequestSchema, { keyId: key.keyId, limits: ["tokens"] }), ctx({ authorization: `Bearer ${gateway.secret}` }));
+    expect(byId).not.toBeInstanceOf(Promise);
+    expect(byId).toMatchObject({ allowed: true, code: Code.OK, principal: { keyId: key.keyId } });
+    // A refusal of the caller is a synchronous throw, typed as the RPC's error.
+    expect(() => consumeQuota(deps, create(ConsumeQuotaRequestSchema, { keyId: key.keyId }), ctx())).toThrow(/authorization/);
+    app.verifier.invalidate(key.keyId);
+    const reloading = consumeQuota(deps, create(ConsumeQuotaRequestSchema, { keyId: key.keyId, limits: ["tokens"] }), ctx({ authorization: `Bearer ${gateway.secret}` }));
+    expect(reloading).toBeInstanceOf(Promise);
+    expect(await reloading).toMatchObject({ allowed: true, principal: { keyId: key.keyId } });
   });
 
   it("reports usage through GetUsage to an admin, written in batches", async () => {

@@ -6,7 +6,7 @@ import type { KeyRecord } from "../domain/key.js";
 import { isKeyId, MAX_CREDENTIAL_LENGTH } from "../keys/format.js";
 import { CROSS_TENANT_PERMISSION, ADMIN_PERMISSION } from "../keys/key-admin.js";
 import { keyStatus } from "../keys/key-status.js";
-import type { KeyVerifier } from "../keys/verifier.js";
+import type { KeyVerifier, Verification } from "../keys/verifier.js";
 import { checkQuotaRequest, QUOTA_MESSAGES, type QuotaDecision, type QuotaService } from "../quota/quota-service.js";
 import type { ConsumeQuotaRequest, ConsumeQuotaResponse } from "../gen/tollgate/v1/quota_pb.js";
 import { ConsumeQuotaResponseSchema, LimitStatusSchema } from "../gen/tollgate/v1/quota_pb.js";
@@ -16,7 +16,8 @@ import { checkClientIp, checkCredential, NAME_TOKEN_PATTERN } from "./validate.j
 import { acceptsEncoded } from "../transport/encode.js";
 import { encodeAdmitted } from "./consume-quota-wire.js";
 import { quotaSubjectOf } from "../quota/limits.js";
-import { isPromise } from "../domain/maybe-promise.js";
+import { isPromise, type MaybePromise } from "../domain/maybe-promise.js";
+import { requestHeaderValue } from "../transport/quick-headers.js";
 
 /**
  * Permission that lets a service charge *other* keys' quotas by `key_id` (a gateway that has
@@ -56,40 +57,57 @@ function validate(req: ConsumeQuotaRequest): number {
 /**
  * The `key_id` form is for trusted callers only: `authorization: Bearer <key>` must prove a key
  * holding `tollgate:quota` or `tollgate:admin`, in the charged key's tenant (or cross-tenant).
+ * Synchronous when both keys are warm.
  */
-async function keyById(deps: ConsumeQuotaDeps, ctx: HandlerContext, keyId: string): Promise<KeyRecord> {
-  const header = ctx.requestHeader.get("authorization") ?? "";
+function keyById(deps: ConsumeQuotaDeps, ctx: HandlerContext, keyId: string): MaybePromise<KeyRecord> {
+  const header = requestHeaderValue(ctx, "authorization") ?? "";
   if (header.trim() === "" || header.length > MAX_CREDENTIAL_LENGTH) throw unauthenticated("MISSING_CREDENTIAL", "charging by key_id needs `authorization: Bearer <service or admin key>`");
   const verifying = deps.verifier.verify(header, "");
-  const { code, key: caller } = isPromise(verifying) ? await verifying : verifying;
+  return isPromise(verifying) ? verifying.then((v) => callerThenKey(deps, v, keyId)) : callerThenKey(deps, verifying, keyId);
+}
+
+function callerThenKey(deps: ConsumeQuotaDeps, { code, key: caller }: Verification, keyId: string): MaybePromise<KeyRecord> {
   if (code !== "VALID" || !caller) throw unauthenticated("INVALID_API_KEY", "the caller's key is not valid");
   const p = caller.permissions;
   if (!p.includes(QUOTA_SERVICE_PERMISSION) && !p.includes(ADMIN_PERMISSION)) {
     throw permissionDenied("NOT_A_QUOTA_SERVICE_KEY", `charging by key_id needs the ${QUOTA_SERVICE_PERMISSION} or ${ADMIN_PERMISSION} permission`);
   }
+  const visible = (key: KeyRecord | undefined): KeyRecord => {
+    // A key in another tenant is reported as absent to a caller that may not see it.
+    if (!key || (key.tenantId !== caller.tenantId && !p.includes(CROSS_TENANT_PERMISSION))) throw notFound("key", keyId);
+    return key;
+  };
   const found = deps.verifier.lookup(keyId);
-  const key = isPromise(found) ? await found : found;
-  // A key in another tenant is reported as absent to a caller that may not see it.
-  if (!key || (key.tenantId !== caller.tenantId && !p.includes(CROSS_TENANT_PERMISSION))) throw notFound("key", keyId);
-  return key;
+  return isPromise(found) ? found.then(visible) : visible(found);
 }
 
-/** ConsumeQuota: authenticate (credential, or a trusted caller's key_id), then one quota decision. */
-export async function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext): Promise<ConsumeQuotaResponse> {
+/**
+ * ConsumeQuota: authenticate (credential, or a trusted caller's key_id), then one quota decision.
+ * A warm key whose tokens are held here is answered synchronously (no promise, as for Check); a
+ * throw is the RPC's error either way.
+ */
+export function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext): MaybePromise<ConsumeQuotaResponse> {
   const cost = validate(req);
-  let key: KeyRecord;
   if (req.keyId !== "") {
-    key = await keyById(deps, ctx, req.keyId);
-    const status = keyStatus(key, deps.now(), req.clientIp);
-    if (status !== "VALID") return refused(deps, status, key);
-  } else {
-    const verifying = deps.verifier.verify(req.credential, req.clientIp);
-    const verified = isPromise(verifying) ? await verifying : verifying;
-    if (verified.code !== "VALID" || !verified.key) return refused(deps, verified.code, verified.key);
-    key = verified.key;
+    const found = keyById(deps, ctx, req.keyId);
+    const charge = (key: KeyRecord) => {
+      const status = keyStatus(key, deps.now(), req.clientIp);
+      return status === "VALID" ? chargeKey(deps, req, ctx, key, cost) : refused(deps, status, key);
+    };
+    return isPromise(found) ? found.then(charge) : charge(found);
   }
+  const verifying = deps.verifier.verify(req.credential, req.clientIp);
+  const charge = (verified: Verification) =>
+    verified.code !== "VALID" || !verified.key ? refused(deps, verified.code, verified.key) : chargeKey(deps, req, ctx, verified.key, cost);
+  return isPromise(verifying) ? verifying.then(charge) : charge(verifying);
+}
+
+function chargeKey(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext, key: KeyRecord, cost: number): MaybePromise<ConsumeQuotaResponse> {
   const deciding = deps.quota.consume(quotaSubjectOf(key), { limits: req.limits, cost, idempotencyKey: req.idempotencyKey, dryRun: req.dryRun });
-  const decision = isPromise(deciding) ? await deciding : deciding;
+  return isPromise(deciding) ? deciding.then((d) => answer(deps, ctx, key, d)) : answer(deps, ctx, key, deciding);
+}
+
+function answer(deps: ConsumeQuotaDeps, ctx: HandlerContext, key: KeyRecord, decision: QuotaDecision): ConsumeQuotaResponse {
   deps.onDecision?.("ConsumeQuota", decision.code);
   const principal = (deps.principals ?? principalFromKey)(key, deps.now());
   // On the grpc-js listener an admitted answer is written straight to wire bytes (see consume-quota-wire.ts).
