@@ -7,6 +7,9 @@ import { describe, expect, it } from "vitest";
 import type { KeyRecord } from "../src/domain/key.js";
 import { ConsumeQuotaResponseSchema } from "../src/gen/tollgate/v1/quota_pb.js";
 import type { LimitStatusValue, QuotaDecision } from "../src/quota/quota-service.js";
+import type { LimitDefinition } from "../src/quota/limits.js";
+import type { LimitOutcome } from "../src/quota/lease-engine.js";
+import { quotaHeaderParts } from "../src/quota/headers.js";
 import { encodeAdmitted } from "../src/services/consume-quota-wire.js";
 import { toProto } from "../src/services/consume-quota.js";
 import { principalFromKey } from "../src/services/convert.js";
@@ -41,6 +44,35 @@ describe("admitted ConsumeQuota answers on the wire", () => {
         expect(bytes).toBeDefined();
         expect(equals(ConsumeQuotaResponseSchema, fromBinary(ConsumeQuotaResponseSchema, bytes!), toProto(decision, principal))).toBe(true);
       }
+    }
+  });
+
+  it("decode to the generic path's message when written from a one-limit answer's header parts (cached bytes)", () => {
+    const def = (name: string, amount: number): LimitDefinition => ({
+      limitId: 1, name, scope: "plan", scopeId: "pro", per: "key", kind: "quota", amount, refill: 0, period: "hour", refillMode: "set", cap: null, shadow: false, autoApply: true,
+    });
+    const nowMs = 1_764_460_000_000;
+    const cases: Array<[LimitDefinition, number, number]> = [
+      [def("requests", 100), 99, 1_764_460_800_000],
+      [def("requests", 100), 0, 1_764_460_800_000], // remaining 0: a proto3 default, left out
+      [def("requests", 100), 98, 1_764_464_400_000], // a new reset instant for the same limit
+      [def("requests", 100), 97, nowMs], // resets now: t=0
+      [def("n".repeat(64), 1_000_000_000_000), 2 ** 53 - 1, 1_764_460_800_123],
+      [def("zähler", 5), 4, 1_764_460_800_000], // not ASCII: the general writer takes it
+    ];
+    for (const [d, remaining, resetAtMs] of cases) {
+      const outcome: LimitOutcome = { def: d, limit: d.amount, remaining, resetAtMs, windowSeconds: 3600, retryAfterMs: 0, exceeded: false, charged: 1 };
+      const parts = quotaHeaderParts([outcome], true, nowMs)!;
+      expect(parts).toBeDefined();
+      const decision: QuotaDecision = {
+        allowed: true, code: "OK", replayed: false, headerParts: parts, headers: parts.toRecord(),
+        limits: [limit({ name: d.name, limit: d.amount, remaining, resetAtMs, windowSeconds: 3600 })],
+      };
+      const bytes = encodeAdmitted(decision, principal);
+      expect(bytes).toBeDefined();
+      const decoded = fromBinary(ConsumeQuotaResponseSchema, bytes!);
+      expect(equals(ConsumeQuotaResponseSchema, decoded, toProto(decision, principal))).toBe(true);
+      expect(decoded.headers["x-ratelimit-remaining"]).toBe(String(remaining));
     }
   });
 

@@ -77,6 +77,8 @@ function anyShadow(outcomes: readonly LimitOutcome[]): boolean {
 export interface FixedParts {
   capacity: number;
   windowSeconds: number;
+  /** The limit's name, and the same in double quotes (a structured-field string). */
+  name: string;
   quotedName: string;
   /** This limit's `RateLimit-Policy` item. */
   policy: string;
@@ -95,6 +97,7 @@ function fixedParts(o: LimitOutcome): FixedParts {
   const parts: FixedParts = {
     capacity: o.limit,
     windowSeconds: o.windowSeconds,
+    name: o.def.name,
     quotedName,
     policy: `${quotedName};q=${o.limit}${o.windowSeconds > 0 ? `;w=${o.windowSeconds}` : ""}`,
     limit: String(o.limit),

@@ -2,7 +2,9 @@ import { PrincipalSchema, type Principal } from "../gen/tollgate/v1/common_pb.js
 import { Code } from "../gen/tollgate/v1/code_pb.js";
 import type { QuotaDecision } from "../quota/quota-service.js";
 import { encodeMessage } from "../transport/encode.js";
-import { wireWriter, type WireWriter } from "../transport/wire-writer.js";
+import { decimalLength, WireWriter, wireWriter } from "../transport/wire-writer.js";
+import type { FixedParts, RateLimitHeaderParts } from "../quota/headers.js";
+import { isAscii } from "../envoy/check-wire.js";
 
 /**
  * The wire bytes of an admitted ConsumeQuota answer — the answer a hot key gets on almost every
@@ -11,7 +13,8 @@ import { wireWriter, type WireWriter } from "../transport/wire-writer.js";
  * is exactly the message `toProto` builds (test/consume-quota-wire.test.ts decodes both and
  * compares); the principal's bytes come from the frozen principal's cached encoding.
  * Returns undefined for every other answer (denied, replayed, or a shadow limit exceeded), which
- * the generic path encodes.
+ * the generic path encodes. The usual answer of all — one enforced limit, its headers kept as
+ * parts (RateLimitHeaderParts) — is written from bytes encoded once per limit (see oneLimit).
  *
  * Field numbers: ConsumeQuotaResponse { allowed = 1; code = 2; limits = 3; headers = 4;
  * principal = 6 }, LimitStatus { name = 1; limit = 2; remaining = 3; reset_at = 4; window = 5;
@@ -19,6 +22,9 @@ import { wireWriter, type WireWriter } from "../transport/wire-writer.js";
  */
 export function encodeAdmitted(d: QuotaDecision, principal: Principal): Uint8Array | undefined {
   if (!d.allowed || d.replayed) return undefined;
+  const parts = d.headerParts;
+  const cached = parts ? oneLimitBytes(parts) : undefined;
+  if (cached) return oneLimit(parts!, cached, principal);
   for (const l of d.limits) if (l.exceeded) return undefined;
   const w = wireWriter.start().bool(1, true).uint(2, Code.OK);
   for (const l of d.limits) {
@@ -44,4 +50,75 @@ export function encodeAdmitted(d: QuotaDecision, principal: Principal): Uint8Arr
 function secondsAndNanos(w: WireWriter, ms: number): void {
   const seconds = Math.floor(ms / 1000);
   w.uint(1, seconds).uint(2, (ms - seconds * 1000) * 1_000_000);
+}
+
+/**
+ * Per limit (its fixed header parts, which fix its name, capacity and window): the LimitStatus
+ * fields that do not change from call to call, the `ratelimit-policy` and `x-ratelimit-limit`
+ * map entries, and the `x-ratelimit-reset` entry of the last reset instant.
+ */
+interface OneLimitBytes {
+  /** LimitStatus name = 1, limit = 2. */
+  head: Buffer;
+  /** LimitStatus window = 5 (shadow is false: a shadow limit has no header parts). */
+  window: Buffer;
+  /** The policy and limit header entries (ConsumeQuotaResponse.headers = 4). */
+  constantHeaders: Buffer;
+  /** `"<name>";r=`, the start of the `ratelimit` value. */
+  ratelimitStart: string;
+  resetAtMs: number;
+  reset: Buffer;
+}
+/** null: the name is not ASCII, so the general path writes this limit. */
+const oneLimitCache = new WeakMap<FixedParts, OneLimitBytes | null>();
+
+function oneLimitBytes(p: RateLimitHeaderParts): OneLimitBytes | undefined {
+  const { fixed } = p;
+  let c = oneLimitCache.get(fixed);
+  if (c === undefined) {
+    c = isAscii(fixed.name) ? {
+      head: new WireWriter(256).string(1, fixed.name).uint(2, fixed.capacity).copy(0),
+      window: windowField(fixed.windowSeconds),
+      constantHeaders: Buffer.concat([headerEntry("ratelimit-policy", fixed.policy), headerEntry("x-ratelimit-limit", fixed.limit)]),
+      ratelimitStart: `${fixed.quotedName};r=`,
+      resetAtMs: Number.NaN,
+      reset: Buffer.alloc(0),
+    } : null;
+    oneLimitCache.set(fixed, c);
+  }
+  if (c === null || !Number.isSafeInteger(p.remaining) || p.remaining < 0) return undefined;
+  if (c.resetAtMs !== p.resetAtMs) [c.reset, c.resetAtMs] = [headerEntry("x-ratelimit-reset", fixed.resetAt(p.resetAtMs)), p.resetAtMs];
+  return c;
+}
+
+function windowField(windowSeconds: number): Buffer {
+  const w = new WireWriter(64);
+  const window = w.begin(5);
+  secondsAndNanos(w, windowSeconds * 1000);
+  return w.end(window).copy(0);
+}
+
+function headerEntry(name: string, value: string): Buffer {
+  const w = new WireWriter(256);
+  const entry = w.begin(4);
+  return w.string(1, name).string(2, value).end(entry).copy(0);
+}
+
+/** The admitted answer of one enforced limit: cached bytes, plus the remaining count and the reset instant written per call. */
+function oneLimit(p: RateLimitHeaderParts, c: OneLimitBytes, principal: Principal): Uint8Array {
+  const { remaining, resetSeconds } = p;
+  const w = wireWriter.start().bool(1, true).uint(2, Code.OK);
+  const status = w.begin(3);
+  w.raw(c.head).uint(3, remaining);
+  const at = w.begin(4);
+  secondsAndNanos(w, p.resetAtMs);
+  w.end(at).raw(c.window).end(status).raw(c.constantHeaders);
+  const remainingLength = decimalLength(remaining);
+  const resetLength = decimalLength(resetSeconds);
+  let entry = w.begin(4);
+  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + resetLength);
+  w.ascii(c.ratelimitStart).decimal(remaining, remainingLength).ascii(";t=").decimal(resetSeconds, resetLength).end(entry);
+  entry = w.begin(4);
+  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining, remainingLength).end(entry);
+  return w.raw(c.reset).bytesField(6, encodeMessage(PrincipalSchema, principal)).finish();
 }
