@@ -189,6 +189,20 @@ describe("ConsumeQuota", () => {
     expect(await reloading).toMatchObject({ allowed: true, principal: { keyId: key.keyId } });
   });
 
+  it("sums usage rows that repeat a key, limit and minute in one write, into minute, hour and day roll-ups", async () => {
+    const minuteMs = Date.parse("2024-02-29T23:58:00Z");
+    const row = { minuteMs, tenantId: "dup-t", keyId: "dup0000000000001", limitName: "tokens", admitted: 2, denied: 1, cost: 5 };
+    await app.quota.repo.addUsage([row, { ...row, admitted: 3, denied: 0, cost: 7 }, { ...row, minuteMs: minuteMs + 60_000, admitted: 1, denied: 0, cost: 1 }]);
+    await app.quota.repo.addUsage([{ ...row, admitted: 1, denied: 0, cost: 1 }]); // a later write adds to the stored rows
+    const read = (granularity: "minute" | "hour" | "day") =>
+      app.quota.repo.usage({ granularity, from: new Date(minuteMs), to: new Date(minuteMs + 60_000), keyId: row.keyId, groupBy: "key", perBucket: true, limit: 10 });
+    expect((await read("minute")).map((r) => [r.bucketStart?.toISOString(), Number(r.admitted), Number(r.denied), Number(r.cost)])).toEqual([
+      ["2024-02-29T23:58:00.000Z", 6, 1, 13],
+      ["2024-02-29T23:59:00.000Z", 1, 0, 1],
+    ]);
+    for (const g of ["hour", "day"] as const) expect((await read(g)).map((r) => [Number(r.admitted), Number(r.denied), Number(r.cost)])).toEqual([[7, 1, 14]]);
+  });
+
   it("reports usage through GetUsage to an admin, written in batches", async () => {
     const { key, secret } = await seedKey(app, { tenantId: "usage-t", plan: "qa" });
     await client.consumeQuota({ credential: secret, limits: ["tokens"], cost: 7n });
