@@ -5,9 +5,9 @@ import { HeaderValueOption_HeaderAppendAction as AppendAction } from "../gen/env
 import { decimalLength, WireWriter, wireWriter } from "../transport/wire-writer.js";
 import { checkResponseFor, identityHeaders, metadataOf } from "./check-response.js";
 import { headerRecord, type CheckAllow, type CheckDecision } from "./check.js";
-import { RateLimitHeaderParts, type FixedParts } from "../quota/headers.js";
+import { RateLimitHeaderParts } from "../quota/headers.js";
+import { limitBytesCache } from "../quota/header-bytes.js";
 import type { CredentialLocations } from "./credentials.js";
-import { isAscii } from "./check-wire.js";
 
 /**
  * Encodes a Check decision to CheckResponse wire bytes: the same message `checkResponseFor`
@@ -132,29 +132,12 @@ function headerOption(name: string, value: string): Buffer {
   return w.copy(0);
 }
 
-/** Per limit (its fixed header parts): the policy and limit headers encoded, and the reset header of the last reset instant. */
-interface QuotaHeaderBytes {
-  constant: Buffer;
-  /** `"<name>";r=`, the start of the `ratelimit` value. */
-  ratelimitStart: string;
-  resetAtMs: number;
-  reset: Buffer;
-}
-/** null: a part is not ASCII, so the record path writes these headers. */
-const quotaHeaderBytes = new WeakMap<FixedParts, QuotaHeaderBytes | null>();
-
-/** The bytes an admitted charge's rate-limit headers are written with, or undefined when the record path must write them. */
-function quotaBytesFor(p: RateLimitHeaderParts): QuotaHeaderBytes | undefined {
-  const { fixed } = p;
-  let c = quotaHeaderBytes.get(fixed);
-  if (c === undefined) {
-    c = isAscii(fixed.quotedName) ? { constant: Buffer.concat([headerOption("ratelimit-policy", fixed.policy), headerOption("x-ratelimit-limit", fixed.limit)]), ratelimitStart: `${fixed.quotedName};r=`, resetAtMs: Number.NaN, reset: Buffer.alloc(0) } : null;
-    quotaHeaderBytes.set(fixed, c);
-  }
-  if (c === null || !Number.isSafeInteger(p.remaining) || p.remaining < 0) return undefined;
-  if (c.resetAtMs !== p.resetAtMs) [c.reset, c.resetAtMs] = [headerOption("x-ratelimit-reset", fixed.resetAt(p.resetAtMs)), p.resetAtMs];
-  return c;
-}
+/** Per limit: the policy and limit headers encoded as one run (see limitBytesCache for the rest). */
+const quotaBytesFor = limitBytesCache(
+  (fixed) => ({ constant: Buffer.concat([headerOption("ratelimit-policy", fixed.policy), headerOption("x-ratelimit-limit", fixed.limit)]) }),
+  (value) => headerOption("x-ratelimit-reset", value),
+);
+type QuotaHeaderBytes = NonNullable<ReturnType<typeof quotaBytesFor>>;
 
 /**
  * Writes the rate-limit headers of an admitted charge that follow the constant ones (which

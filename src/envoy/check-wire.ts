@@ -1,5 +1,6 @@
 import type { CheckRequestParts } from "./check-request.js";
 import type { HeaderLookup } from "./credentials.js";
+import { isAscii } from "../transport/wire-writer.js";
 
 /**
  * Reads the parts of an Envoy `CheckRequest` that a decision needs straight from its wire bytes,
@@ -238,12 +239,6 @@ function stringRange(s: Scan, t: number, end: number): number {
     }
   }
   return stop;
-}
-
-/** Whether every character of `text` is ASCII. */
-export function isAscii(text: string): boolean {
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
-  return true;
 }
 
 function hasUpperCase(b: Buffer, start: number, stop: number): boolean {

@@ -3,8 +3,8 @@ import { Code } from "../gen/tollgate/v1/code_pb.js";
 import type { QuotaDecision } from "../quota/quota-service.js";
 import { encodeMessage } from "../transport/encode.js";
 import { decimalLength, WireWriter, wireWriter } from "../transport/wire-writer.js";
-import type { FixedParts, RateLimitHeaderParts } from "../quota/headers.js";
-import { isAscii } from "../envoy/check-wire.js";
+import type { RateLimitHeaderParts } from "../quota/headers.js";
+import { limitBytesCache } from "../quota/header-bytes.js";
 
 /**
  * The wire bytes of an admitted ConsumeQuota answer — the answer a hot key gets on almost every
@@ -53,43 +53,21 @@ function secondsAndNanos(w: WireWriter, ms: number): void {
 }
 
 /**
- * Per limit (its fixed header parts, which fix its name, capacity and window): the LimitStatus
- * fields that do not change from call to call, the `ratelimit-policy` and `x-ratelimit-limit`
- * map entries, and the `x-ratelimit-reset` entry of the last reset instant.
+ * Per limit (see limitBytesCache): the LimitStatus fields that do not change from call to call,
+ * and the `ratelimit-policy` and `x-ratelimit-limit` map entries.
  */
-interface OneLimitBytes {
-  /** LimitStatus name = 1, limit = 2. */
-  head: Buffer;
-  /** LimitStatus window = 5 (shadow is false: a shadow limit has no header parts). */
-  window: Buffer;
-  /** The policy and limit header entries (ConsumeQuotaResponse.headers = 4). */
-  constantHeaders: Buffer;
-  /** `"<name>";r=`, the start of the `ratelimit` value. */
-  ratelimitStart: string;
-  resetAtMs: number;
-  reset: Buffer;
-}
-/** null: the name is not ASCII, so the general path writes this limit. */
-const oneLimitCache = new WeakMap<FixedParts, OneLimitBytes | null>();
-
-function oneLimitBytes(p: RateLimitHeaderParts): OneLimitBytes | undefined {
-  const { fixed } = p;
-  let c = oneLimitCache.get(fixed);
-  if (c === undefined) {
-    c = isAscii(fixed.name) ? {
-      head: new WireWriter(256).string(1, fixed.name).uint(2, fixed.capacity).copy(0),
-      window: windowField(fixed.windowSeconds),
-      constantHeaders: Buffer.concat([headerEntry("ratelimit-policy", fixed.policy), headerEntry("x-ratelimit-limit", fixed.limit)]),
-      ratelimitStart: `${fixed.quotedName};r=`,
-      resetAtMs: Number.NaN,
-      reset: Buffer.alloc(0),
-    } : null;
-    oneLimitCache.set(fixed, c);
-  }
-  if (c === null || !Number.isSafeInteger(p.remaining) || p.remaining < 0) return undefined;
-  if (c.resetAtMs !== p.resetAtMs) [c.reset, c.resetAtMs] = [headerEntry("x-ratelimit-reset", fixed.resetAt(p.resetAtMs)), p.resetAtMs];
-  return c;
-}
+const oneLimitBytes = limitBytesCache(
+  (fixed) => ({
+    /** LimitStatus name = 1, limit = 2. */
+    head: new WireWriter(256).string(1, fixed.name).uint(2, fixed.capacity).copy(0),
+    /** LimitStatus window = 5 (shadow is false: a shadow limit has no header parts). */
+    window: windowField(fixed.windowSeconds),
+    /** The policy and limit header entries (ConsumeQuotaResponse.headers = 4). */
+    constantHeaders: Buffer.concat([headerEntry("ratelimit-policy", fixed.policy), headerEntry("x-ratelimit-limit", fixed.limit)]),
+  }),
+  (value) => headerEntry("x-ratelimit-reset", value),
+);
+type OneLimitBytes = NonNullable<ReturnType<typeof oneLimitBytes>>;
 
 function windowField(windowSeconds: number): Buffer {
   const w = new WireWriter(64);

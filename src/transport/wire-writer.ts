@@ -176,6 +176,12 @@ export class WireWriter {
   }
 }
 
+/** Whether every character of `text` is ASCII. */
+export function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
 /** How many decimal digits `decimal(n)` writes for a non-negative safe integer. */
 export function decimalLength(n: number): number {
   let length = 1;
