@@ -80,6 +80,10 @@ describe("PostgreSQL outage", () => {
     expect(adminErr.code).toBe(RpcCode.Unavailable);
     expect(adminErr.message).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|select/i); // no driver or SQL text
 
+    offsetMs = TTL_MS * 0.8; // refresh-ahead window: the background re-read fails, the call is answered from the cache at once
+    expect((await timed(warm.secret)).outcome).toBe(Code.VALID);
+    await new Promise((r) => setTimeout(r, 400)); // past TOLLGATE_DB_TIMEOUT_MS: that read has failed
+    expect((await timed(warm.secret)).outcome).toBe(Code.VALID);
     offsetMs = TTL_MS + 1_000; // past the TTL: the refresh fails, the stale entry keeps serving
     expect((await timed(warm.secret)).outcome).toBe(Code.VALID);
     offsetMs = TTL_MS + STALE_MS + 1_000; // past the stale window: fail closed

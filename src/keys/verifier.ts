@@ -1,4 +1,5 @@
 import { hash } from "node:crypto";
+import { isDeepStrictEqual } from "node:util";
 import type { KeyRecord } from "../domain/key.js";
 import { MAX_CREDENTIAL_LENGTH, parseKey, unwrapCredential, type ParsedKey } from "./format.js";
 import type { SecretHasher } from "./hasher.js";
@@ -28,7 +29,7 @@ export interface VerifierDeps {
   failedSecretsPerMinute: number;
   /** Replace a weak hash after a successful verify (best effort). */
   rehash?(key: KeyRecord, secret: string): void;
-  onCache?(result: "hit" | "miss" | "stale" | "negative" | "throttled"): void;
+  onCache?(result: "hit" | "miss" | "stale" | "negative" | "throttled" | "refresh_ahead"): void;
 }
 
 /** A verified presented key: the row as last read, and when it was last confirmed fresh. */
@@ -78,6 +79,11 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
   const generations = new Map<string, number>();
   const generationOf = (keyId: string) => generations.get(keyId) ?? 0;
   const hardTtl = deps.ttlMs + deps.staleMs;
+  // Refresh ahead: a key used in the last quarter of its TTL has its row re-read in the background
+  // while its calls are still answered from the cache, so a key in use never waits for the re-read
+  // (before: its first call after every TTL did, and with 10,000 busy keys the re-reads of one
+  // minute came in a burst). No answer ever comes from a row older than the TTL, as before.
+  const aheadMs = deps.ttlMs * 0.75;
   // The cache key is SHA-256(pepper ‖ key): keyed, so the cache never holds a usable secret or a
   // digest an outsider could precompute. HMAC's second pass guards against length extension, which
   // cannot matter for a private cache key, and costs ~1 µs more per call (measured).
@@ -88,6 +94,28 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
     let digests = digestsByKey.get(key.keyId);
     if (!digests) digestsByKey.set(key.keyId, (digests = new Set()));
     digests.add(digest);
+  }
+
+  /**
+   * The record to keep after re-reading a row: the cached one when nothing changed, so that what is
+   * memoized per record (answers, principals, encoded bytes, quota subjects) stays valid.
+   */
+  function kept(cached: KeyRecord | undefined, fresh: KeyRecord | undefined): KeyRecord | undefined {
+    return cached && fresh && isDeepStrictEqual(cached, fresh) ? cached : fresh;
+  }
+
+  /** Re-reads a verified key's row in the background (see aheadMs); a failed read changes nothing. */
+  function refreshAhead(entry: Verified, digest: string): void {
+    const keyId = entry.key.keyId;
+    if (refreshes.has(keyId)) return;
+    deps.onCache?.("refresh_ahead");
+    const generation = generationOf(keyId);
+    refreshes.run(keyId, () => deps.loadKey(keyId)).then((fresh) => {
+      // A change notified meanwhile, or another refresh, has decided already.
+      if (generation !== generationOf(keyId) || verified.get(digest) !== entry) return;
+      if (!fresh || fresh.secretHash !== entry.key.secretHash) verified.delete(digest); // the next call verifies in full
+      else remember(digest, kept(entry.key, fresh)!, deps.now());
+    }, () => undefined); // the entry serves until its TTL; then the synchronous refresh and its stale window decide
   }
 
   // A key record's VALID answer is one frozen object: a warm key allocates no answer.
@@ -149,15 +177,16 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
       verified.delete(digest);
       return fullVerify(parsed, digest, clientIp);
     }
-    if (generation === generationOf(keyId)) remember(digest, fresh, deps.now());
-    return decide(fresh, clientIp);
+    const record = kept(entry.key, fresh)!;
+    if (generation === generationOf(keyId)) remember(digest, record, deps.now());
+    return decide(record, clientIp);
   }
 
   /** Reads a key by id into the by-id cache; while the store is down, a stale entry still answers. */
   async function load(keyId: string, entry: { key: KeyRecord | undefined; loadedAt: number } | undefined): Promise<KeyRecord | undefined> {
     const generation = generationOf(keyId);
     try {
-      const key = await refreshes.run(keyId, () => deps.loadKey(keyId));
+      const key = kept(entry?.key, await refreshes.run(keyId, () => deps.loadKey(keyId)));
       if (generation === generationOf(keyId)) byId.set(keyId, { key, loadedAt: deps.now() }, key ? hardTtl : deps.negativeTtlMs);
       return key;
     } catch (err) {
@@ -175,9 +204,13 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
       // (checksum included) when it was verified, so a warm key skips the parse.
       const digest = hash("sha256", pepper + credential, "base64");
       const entry = verified.get(digest);
-      if (entry && deps.now() - entry.refreshedAt < deps.ttlMs) {
-        deps.onCache?.("hit");
-        return decide(entry.key, clientIp);
+      if (entry) {
+        const age = deps.now() - entry.refreshedAt;
+        if (age < deps.ttlMs) {
+          if (age >= aheadMs) refreshAhead(entry, digest);
+          deps.onCache?.("hit");
+          return decide(entry.key, clientIp);
+        }
       }
       const parsed = parseKey(credential);
       if (!parsed) return { code: "MALFORMED_CREDENTIAL" };
@@ -196,7 +229,17 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
     },
     lookup(keyId) {
       const entry = byId.get(keyId);
-      if (entry && deps.now() - entry.loadedAt < deps.ttlMs) return entry.key; // warm: no promise
+      if (entry) {
+        const age = deps.now() - entry.loadedAt;
+        if (age < deps.ttlMs) {
+          // Warm: no promise. A known key in the last quarter of its TTL is re-read in the background (see aheadMs).
+          if (age >= aheadMs && entry.key && !refreshes.has(keyId)) {
+            deps.onCache?.("refresh_ahead");
+            load(keyId, entry).catch(() => undefined);
+          }
+          return entry.key;
+        }
+      }
       return load(keyId, entry);
     },
     invalidate(keyId) {
