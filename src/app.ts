@@ -124,6 +124,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         metrics.dbErrors.inc({ operation: "find_key" });
         throw err;
       }),
+    loadKeys: (keyIds) =>
+      keysRepo.findKeys(pool, keyIds).catch((err: unknown) => {
+        metrics.dbErrors.inc({ operation: "find_keys" });
+        throw err;
+      }),
     hasher,
     pepper: config.pepper,
     now,

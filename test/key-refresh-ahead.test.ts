@@ -4,7 +4,7 @@
  * keeps its record object (what is memoized per record stays valid). Real server and PostgreSQL,
  * with the server's clock moved forward.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { App } from "../src/app.js";
 import type { KeyRecord } from "../src/domain/key.js";
 import type { Verification } from "../src/keys/verifier.js";
@@ -87,6 +87,26 @@ describe("key cache refresh ahead", () => {
     expect(warmVerify(secret).code).toBe("VALID"); // this call is answered at once; it starts the re-read
     await until(() => warmVerify(secret).code === "REVOKED_API_KEY");
     expect(warmVerify(secret).key?.revokedReason).toBe("lost notification");
+  });
+
+  it("re-reads the keys due at once in one statement, not one statement per key", async () => {
+    offsetMs = 0;
+    const keys = await Promise.all(Array.from({ length: 12 }, () => seedKey(app, { tenantId: "many" })));
+    for (const { key } of keys) await app.verifier.lookup(key.keyId);
+    const records = keys.map(({ key }) => warmLookup(key.keyId));
+    const sent = vi.spyOn(app.pool, "query");
+    try {
+      offsetMs = TTL_MS * 0.8;
+      for (const { key } of keys) warmLookup(key.keyId); // all twelve are due
+      await new Promise((r) => setTimeout(r, 300));
+      const texts = sent.mock.calls.map((c) => String(typeof c[0] === "string" ? c[0] : (c[0] as { text: string }).text));
+      expect(texts.filter((t) => t.includes("FROM api_keys"))).toEqual([expect.stringContaining("key_id = ANY(")]);
+      offsetMs = TTL_MS * 1.5; // every one was refreshed by that statement: still warm, the same objects
+      expect(keys.map(({ key }) => warmLookup(key.keyId))).toEqual(records);
+      keys.forEach(({ key }, i) => expect(warmLookup(key.keyId)).toBe(records[i]));
+    } finally {
+      sent.mockRestore();
+    }
   });
 
   it("does the same for keys looked up by id (ConsumeQuota's key_id form, a token's key)", async () => {

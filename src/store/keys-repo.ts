@@ -79,6 +79,12 @@ export const keysRepo = {
     return rows[0] && toKeyRecord(rows[0]);
   },
 
+  /** Many rows by id in one statement (the key cache's refresh ahead): `api_keys_pkey` again. */
+  async findKeys(db: Queryable, keyIds: readonly string[]): Promise<KeyRecord[]> {
+    const { rows } = await query<KeyRow>(db, `SELECT ${COLUMNS} FROM api_keys WHERE key_id = ANY($1::text[])`, [keyIds]);
+    return rows.map(toKeyRecord);
+  },
+
   async insertKey(tx: pg.PoolClient, key: NewKey, actor: Actor): Promise<KeyRecord> {
     const { rows } = await query<KeyRow>(
       tx,
