@@ -127,4 +127,34 @@ describe("key cache refresh ahead", () => {
     await until(() => warmLookup(key.keyId)?.name === "renamed");
     expect(warmLookup(key.keyId)).not.toBe(record);
   });
+
+  it("re-reads a plan and a tenant's roles in use in the background too: a key's policy stays synchronous and is not recompiled while unchanged", async () => {
+    offsetMs = 0;
+    await app.pool.query("INSERT INTO tenants (tenant_id) VALUES ('roles-t') ON CONFLICT DO NOTHING");
+    await app.pool.query("INSERT INTO roles (tenant_id, role_name, permissions) VALUES ('roles-t', 'editor', '{files:write}')");
+    const { key } = await seedKey(app, { tenantId: "roles-t", plan: "free", roles: ["editor"] });
+    const record = (await app.verifier.lookup(key.keyId))!;
+    const first = await app.policies.policyFor(record);
+    const warm = app.policies.policyFor(record);
+    expect(warm).toBe(first); // synchronous: the compiled policy itself
+
+    offsetMs = TTL_MS * 0.8; // plan and roles due: answered at once, re-read behind the call
+    expect(app.policies.policyFor(record)).toBe(first);
+    await new Promise((r) => setTimeout(r, 300));
+    offsetMs = TTL_MS * 1.5; // past the first reads' TTL: still synchronous, still the same compiled policy
+    expect(app.policies.policyFor(record)).toBe(first);
+
+    // A role changed behind a lost notification is picked up by the next background read, and the policy recompiled.
+    await app.pool.query("ALTER TABLE roles DISABLE TRIGGER USER");
+    try {
+      await app.pool.query("UPDATE roles SET permissions = '{files:write,files:read}' WHERE tenant_id = 'roles-t' AND role_name = 'editor'");
+    } finally {
+      await app.pool.query("ALTER TABLE roles ENABLE TRIGGER USER");
+    }
+    offsetMs = TTL_MS * 1.6;
+    expect(app.policies.policyFor(record)).toBe(first);
+    await until(() => app.policies.policyFor(record) !== first);
+    const recompiled = app.policies.policyFor(record);
+    expect(recompiled).not.toBeInstanceOf(Promise);
+  });
 });

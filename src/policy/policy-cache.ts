@@ -1,9 +1,14 @@
+import { isDeepStrictEqual } from "node:util";
 import type { KeyRecord } from "../domain/key.js";
 import type { Plan, Role } from "../domain/policy.js";
 import { SingleFlight, TtlCache } from "../keys/ttl-cache.js";
 import { compilePolicy, type EffectivePolicy } from "./effective.js";
 
-/** One cached value and when it was read from the store. Identity changes on every reload. */
+/**
+ * One cached value and when it was read from the store. Its identity changes when a reload
+ * brings a different value; a reload that brings the same value keeps the entry (and what is
+ * compiled from it), with `loadedAt` moved on.
+ */
 interface Entry<V> {
   value: V;
   loadedAt: number;
@@ -12,8 +17,10 @@ interface Entry<V> {
 /**
  * A read-through cache with the verifier's freshness rules: an entry is served from memory for
  * `ttlMs`, then re-read; while the store is down an old entry keeps serving until
- * `ttlMs + staleMs`, after which the read fails (UNAVAILABLE from the store). An invalidation
- * bumps a generation so that a read already in flight cannot cache pre-change data.
+ * `ttlMs + staleMs`, after which the read fails (UNAVAILABLE from the store). An entry used in the
+ * last quarter of its `ttlMs` is re-read in the background (refresh ahead, as the key cache does),
+ * so a plan or tenant in use never makes a call wait. An invalidation bumps a generation so that
+ * a read already in flight cannot cache pre-change data.
  */
 class ReadThrough<V> {
   private readonly entries: TtlCache<string, Entry<V>>;
@@ -30,25 +37,38 @@ class ReadThrough<V> {
     this.entries = new TtlCache(maxEntries, now);
   }
 
-  /** The entry when it is fresh, without any I/O; undefined otherwise. */
+  /** The entry when it is fresh, without any I/O; undefined otherwise. Near its TTL, starts a background re-read. */
   peek(id: string): Entry<V> | undefined {
     const entry = this.entries.get(id);
-    return entry && this.now() - entry.loadedAt < this.ttlMs ? entry : undefined;
+    if (!entry) return undefined;
+    const age = this.now() - entry.loadedAt;
+    if (age >= this.ttlMs) return undefined;
+    if (age >= this.ttlMs * 0.75 && !this.flights.has(id)) this.reload(id, entry).catch(() => undefined); // a failure changes nothing
+    return entry;
   }
 
   async get(id: string): Promise<Entry<V>> {
     const fresh = this.peek(id);
     if (fresh) return fresh;
     const stale = this.entries.get(id);
-    const generation = this.generations.get(id) ?? 0;
-    let value: V;
     try {
-      value = await this.flights.run(id, () => this.load(id));
+      return await this.reload(id, stale);
     } catch (err) {
       if (stale) return stale;
       throw err;
     }
-    const entry = { value, loadedAt: this.now() };
+  }
+
+  /** Reads `id` and caches it; the cached entry is kept (its time moved on) when the value is unchanged. */
+  private async reload(id: string, cached: Entry<V> | undefined): Promise<Entry<V>> {
+    const generation = this.generations.get(id) ?? 0;
+    const value = await this.flights.run(id, () => this.load(id));
+    const now = this.now();
+    let entry: Entry<V>;
+    if (cached && isDeepStrictEqual(cached.value, value)) {
+      entry = cached;
+      entry.loadedAt = now;
+    } else entry = { value, loadedAt: now };
     if (generation === (this.generations.get(id) ?? 0)) this.entries.set(id, entry, this.ttlMs + this.staleMs);
     return entry;
   }
