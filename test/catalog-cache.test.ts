@@ -61,4 +61,24 @@ describe("limit catalog cache", () => {
     expect((await fresh).names.has("third")).toBe(true);
     expect(cache.stale()).toBe(false);
   });
+
+  it("keeps the catalog object when a reload brings the same definitions, and replaces it when they changed", async () => {
+    const s = store();
+    let clock = 0;
+    const cache = createCatalogCache(s.load, () => clock, 60_000);
+    const first = cache.get();
+    await s.answer(0);
+    const catalog = await first;
+    clock = 60_000; // past the TTL: answered at once, reloaded behind
+    expect(cache.peek()).toBe(catalog);
+    await s.answer(1);
+    expect(cache.peek()).toBe(catalog); // same table: same object
+    s.define(limit(2, "second"));
+    cache.invalidate();
+    expect(cache.peek()).toBe(catalog);
+    await s.answer(2);
+    const changed = cache.peek();
+    expect(changed).not.toBe(catalog);
+    expect(changed?.names.has("second")).toBe(true);
+  });
 });

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { buildCatalog, type LimitCatalog, type LimitDefinition } from "./limits.js";
 
 /** The current limit catalog of a replica, reloaded on change notifications and every `ttlMs`. */
@@ -25,6 +26,7 @@ export interface CatalogCache {
  */
 export function createCatalogCache(load: () => Promise<LimitDefinition[]>, now: () => number, ttlMs: number): CatalogCache {
   let current: LimitCatalog | undefined;
+  let loadedDefs: LimitDefinition[] = [];
   let loadedAtMs = Number.NEGATIVE_INFINITY;
   let loading: Promise<LimitCatalog> | undefined;
   /** Invalidations so far, and how many there had been when the current catalog's load began. */
@@ -36,7 +38,10 @@ export function createCatalogCache(load: () => Promise<LimitDefinition[]>, now: 
     const started = invalidations;
     return (loading = load()
       .then((defs) => {
-        current = buildCatalog(defs);
+        // Unchanged definitions keep the catalog object: what is memoized per catalog and per
+        // definition (each key's resolved limits, its counters' slots, header bytes) stays valid.
+        if (!current || !isDeepStrictEqual(loadedDefs, defs)) current = buildCatalog(defs);
+        loadedDefs = defs;
         loadedAfter = started;
         loadedAtMs = now();
         return current;
