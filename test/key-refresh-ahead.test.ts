@@ -59,7 +59,7 @@ async function until(check: () => boolean, withinMs = 3_000): Promise<void> {
   }
 }
 
-describe("key cache refresh ahead", () => {
+describe("refresh ahead: keys, plans and roles", () => {
   it("re-reads a verified key in use before its TTL without making a call wait, and keeps the record object when the row is unchanged", async () => {
     offsetMs = 0;
     const { secret } = await seedKey(app, { tenantId: "acme" });
