@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/app.js";
 import { createTestDatabase, type TestDatabase } from "./support/db.js";
 import { envoyExtAuthz } from "./support/envoy-harness.js";
-import { seedKey, startTestServer } from "./support/server.js";
+import { listenerConnected, seedKey, startTestServer } from "./support/server.js";
 import { startTcpProxy, type TcpProxy } from "./support/tcp-proxy.js";
 import { grpcJsClient } from "./support/clients.js";
 import { AuthService } from "../src/gen/tollgate/v1/auth_service_pb.js";
@@ -24,7 +24,7 @@ beforeAll(async () => {
   app = await startTestServer(proxy.url, { env: { TOLLGATE_DB_TIMEOUT_MS: "5000" } });
   envoy = envoyExtAuthz(app.grpcPort, { timeoutMs: 2_000 });
   await envoy.check({});
-  await listenerConnected();
+  await listenerConnected(app);
 });
 afterAll(async () => {
   envoy?.close();
@@ -33,24 +33,6 @@ afterAll(async () => {
   await proxy?.close();
   await db?.drop();
 });
-
-/**
- * Waits until the server's invalidation listener is connected. Its (re)connection drops every
- * cache (what changed while it was away is unknown), so a test that relies on a cached row must
- * not start while a reconnect is pending, as it is for a while after another test's outage (the
- * listener backs off up to 5 s). A changed row must come back as an eviction: by its NOTIFY, or
- * by the reset of a reconnect; either means the listener is connected.
- */
-async function listenerConnected(): Promise<void> {
-  const probe = await seedKey(app, { tenantId: "acme" });
-  await app.verifier.lookup(probe.key.keyId);
-  await app.pool.query("UPDATE api_keys SET name = 'listener probe' WHERE key_id = $1", [probe.key.keyId]);
-  const started = Date.now();
-  while (!(app.verifier.lookup(probe.key.keyId) instanceof Promise)) {
-    if (Date.now() - started > 15_000) throw new Error("the invalidation listener did not reconnect within 15 s");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("Check with a broken database", () => {
   it("answers UNAVAILABLE for an uncached key when PostgreSQL refuses, keeps serving cached keys, and recovers", async () => {
@@ -75,7 +57,7 @@ describe("Check with a broken database", () => {
   });
 
   it("answers UNAVAILABLE for an access token whose key row must be read while PostgreSQL refuses, and serves it again after", async () => {
-    await listenerConnected(); // the previous test's outage left it reconnecting
+    await listenerConnected(app); // the previous test's outage left it reconnecting
     const { key, secret } = await seedKey(app, { tenantId: "acme", permissions: ["chat:write"] });
     const client = grpcJsClient(AuthService, app.grpcPort);
     const token = (await client.issueToken({ credential: secret, scopes: ["chat:write"] })).accessToken;

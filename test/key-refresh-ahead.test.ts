@@ -9,7 +9,7 @@ import type { App } from "../src/app.js";
 import type { KeyRecord } from "../src/domain/key.js";
 import type { Verification } from "../src/keys/verifier.js";
 import { createTestDatabase, type TestDatabase } from "./support/db.js";
-import { seedKey, startTestServer } from "./support/server.js";
+import { listenerConnected, seedKey, startTestServer } from "./support/server.js";
 
 const TTL_MS = 60_000;
 let db: TestDatabase;
@@ -19,6 +19,7 @@ let offsetMs = 0;
 beforeAll(async () => {
   db = await createTestDatabase();
   app = await startTestServer(db.url, { env: { TOLLGATE_KEY_CACHE_TTL_MS: String(TTL_MS) }, now: () => Date.now() + offsetMs });
+  await listenerConnected(app); // its first connection drops every cache: not in the middle of a test
 });
 afterAll(async () => {
   await app?.stop();

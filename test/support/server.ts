@@ -100,4 +100,22 @@ export async function seedKey(app: Pick<App, "pool" | "config">, input: Partial<
   });
 }
 
+/**
+ * Waits until the server's invalidation listener is connected. Its (re)connection drops every
+ * cache (what changed while it was away is unknown), so a test that relies on a cached row must
+ * not start while a reconnect is pending, as it is for a while after another test's outage (the
+ * listener backs off up to 5 s). A changed row must come back as an eviction: by its NOTIFY, or
+ * by the reset of a reconnect; either means the listener is connected.
+ */
+export async function listenerConnected(app: App): Promise<void> {
+  const probe = await seedKey(app, { tenantId: "acme" });
+  await app.verifier.lookup(probe.key.keyId);
+  await app.pool.query("UPDATE api_keys SET name = 'listener probe' WHERE key_id = $1", [probe.key.keyId]);
+  const started = Date.now();
+  while (!(app.verifier.lookup(probe.key.keyId) instanceof Promise)) {
+    if (Date.now() - started > 15_000) throw new Error("the invalidation listener did not reconnect within 15 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export { create };
