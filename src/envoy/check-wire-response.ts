@@ -6,7 +6,7 @@ import { decimalLength, WireWriter, wireWriter } from "../transport/wire-writer.
 import { checkResponseFor, identityHeaders, metadataOf } from "./check-response.js";
 import { headerRecord, type CheckAllow, type CheckDecision } from "./check.js";
 import { RateLimitHeaderParts } from "../quota/headers.js";
-import { limitBytesCache } from "../quota/header-bytes.js";
+import { limitBytesCache, ratelimitFields, remainingFields } from "../quota/header-bytes.js";
 import type { CredentialLocations } from "./credentials.js";
 
 /**
@@ -151,12 +151,11 @@ function writeQuotaHeaders(w: WireWriter, p: RateLimitHeaderParts, c: QuotaHeade
   const resetLength = decimalLength(resetSeconds);
   let option = w.begin(6);
   let header = w.begin(1);
-  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + resetLength);
-  w.ascii(c.ratelimitStart).decimal(remaining, remainingLength).ascii(";t=").decimal(resetSeconds, resetLength);
+  ratelimitFields(w, c, remaining, remainingLength, resetSeconds, resetLength);
   endHeaderOption(w, option, header);
   option = w.begin(6);
   header = w.begin(1);
-  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining, remainingLength);
+  remainingFields(w, remaining, remainingLength);
   endHeaderOption(w, option, header);
   w.raw(c.reset);
 }

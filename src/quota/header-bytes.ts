@@ -1,5 +1,5 @@
 import type { FixedParts, RateLimitHeaderParts } from "./headers.js";
-import { isAscii } from "../transport/wire-writer.js";
+import { isAscii, type WireWriter } from "../transport/wire-writer.js";
 
 /** The bytes every per-limit cache keeps: the start of the `ratelimit` value and the reset header of the last reset instant. */
 export interface LimitBytes {
@@ -30,4 +30,20 @@ export function limitBytesCache<T extends object>(build: (fixed: FixedParts) => 
     if (c.resetAtMs !== p.resetAtMs) [c.reset, c.resetAtMs] = [resetBytes(fixed.resetAt(p.resetAtMs)), p.resetAtMs];
     return c;
   };
+}
+
+/**
+ * The per-call rate-limit headers as (name = 1, value = 2) fields — a HeaderValue's shape and a
+ * map entry's alike — written into a message the caller has opened: `ratelimit` with its numbers as
+ * digits (`"<name>";r=<remaining>;t=<reset seconds>`), and `x-ratelimit-remaining`. The lengths are
+ * the numbers' `decimalLength`s, which the caller computes once for both.
+ */
+export function ratelimitFields(w: WireWriter, c: LimitBytes, remaining: number, remainingLength: number, resetSeconds: number, resetLength: number): void {
+  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + resetLength);
+  w.ascii(c.ratelimitStart).decimal(remaining, remainingLength).ascii(";t=").decimal(resetSeconds, resetLength);
+}
+
+/** `x-ratelimit-remaining` as (name = 1, value = 2) fields, its number as digits (see ratelimitFields). */
+export function remainingFields(w: WireWriter, remaining: number, remainingLength: number): void {
+  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining, remainingLength);
 }

@@ -4,7 +4,7 @@ import type { QuotaDecision } from "../quota/quota-service.js";
 import { encodeMessage } from "../transport/encode.js";
 import { decimalLength, WireWriter, wireWriter } from "../transport/wire-writer.js";
 import type { RateLimitHeaderParts } from "../quota/headers.js";
-import { limitBytesCache } from "../quota/header-bytes.js";
+import { limitBytesCache, ratelimitFields, remainingFields } from "../quota/header-bytes.js";
 
 /**
  * The wire bytes of an admitted ConsumeQuota answer — the answer a hot key gets on almost every
@@ -94,9 +94,10 @@ function oneLimit(p: RateLimitHeaderParts, c: OneLimitBytes, principal: Principa
   const remainingLength = decimalLength(remaining);
   const resetLength = decimalLength(resetSeconds);
   let entry = w.begin(4);
-  w.string(1, "ratelimit").tag(2, 2).varint(c.ratelimitStart.length + remainingLength + 3 + resetLength);
-  w.ascii(c.ratelimitStart).decimal(remaining, remainingLength).ascii(";t=").decimal(resetSeconds, resetLength).end(entry);
+  ratelimitFields(w, c, remaining, remainingLength, resetSeconds, resetLength);
+  w.end(entry);
   entry = w.begin(4);
-  w.string(1, "x-ratelimit-remaining").tag(2, 2).varint(remainingLength).decimal(remaining, remainingLength).end(entry);
+  remainingFields(w, remaining, remainingLength);
+  w.end(entry);
   return w.raw(c.reset).bytesField(6, encodeMessage(PrincipalSchema, principal)).finish();
 }
