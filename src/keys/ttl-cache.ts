@@ -1,4 +1,11 @@
 /**
+ * Refresh ahead: a cache entry used once this fraction of its TTL has passed is re-read in the
+ * background while it keeps answering, so an entry in use never makes a call wait for the re-read
+ * (the key cache, plans and roles). No answer comes from an entry older than its TTL.
+ */
+export const REFRESH_AHEAD_AT = 0.75;
+
+/**
  * A bounded map with per-entry expiry. When full, the oldest insertion is dropped (FIFO): cheaper
  * than true LRU on every hit, and hits re-insert on refresh, so hot entries stay young anyway.
  */

@@ -5,7 +5,7 @@ import { MAX_CREDENTIAL_LENGTH, parseKey, unwrapCredential, type ParsedKey } fro
 import type { SecretHasher } from "./hasher.js";
 import { keyStatus, type KeyStatusCode } from "./key-status.js";
 import type { MaybePromise } from "../domain/maybe-promise.js";
-import { SingleFlight, TtlCache } from "./ttl-cache.js";
+import { REFRESH_AHEAD_AT, SingleFlight, TtlCache } from "./ttl-cache.js";
 
 /** Every answer Authenticate can give for an API key. */
 export type AuthCode = "MISSING_CREDENTIAL" | "MALFORMED_CREDENTIAL" | "INVALID_API_KEY" | KeyStatusCode;
@@ -19,8 +19,8 @@ export interface Verification {
 export interface VerifierDeps {
   /** Loads a key row by id; throws a TollgateError (UNAVAILABLE) when the store is down. */
   loadKey(keyId: string): Promise<KeyRecord | undefined>;
-  /** Loads many key rows in one statement (refresh ahead); absent ids are missing from the answer. Without it, rows are read one by one. */
-  loadKeys?(keyIds: readonly string[]): Promise<KeyRecord[]>;
+  /** Loads many key rows in one statement (refresh ahead); absent ids are missing from the answer. */
+  loadKeys(keyIds: readonly string[]): Promise<KeyRecord[]>;
   hasher: SecretHasher;
   pepper: Buffer;
   now: () => number;
@@ -81,11 +81,9 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
   const generations = new Map<string, number>();
   const generationOf = (keyId: string) => generations.get(keyId) ?? 0;
   const hardTtl = deps.ttlMs + deps.staleMs;
-  // Refresh ahead: a key used in the last quarter of its TTL has its row re-read in the background
-  // while its calls are still answered from the cache, so a key in use never waits for the re-read
-  // (before: its first call after every TTL did, and with 10,000 busy keys the re-reads of one
-  // minute came in a burst). No answer ever comes from a row older than the TTL, as before.
-  const aheadMs = deps.ttlMs * 0.75;
+  // Refresh ahead (REFRESH_AHEAD_AT): before, a key's first call after every TTL waited on a
+  // re-read of its row, and with 10,000 busy keys the re-reads of one minute came in a burst.
+  const aheadMs = deps.ttlMs * REFRESH_AHEAD_AT;
   // The cache key is SHA-256(pepper ‖ key): keyed, so the cache never holds a usable secret or a
   // digest an outsider could precompute. HMAC's second pass guards against length extension, which
   // cannot matter for a private cache key, and costs ~1 µs more per call (measured).
@@ -131,8 +129,7 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
       const batch = due.slice(i, i + AHEAD_BATCH);
       const ids = batch.map(([keyId]) => keyId);
       try {
-        const rows = deps.loadKeys ? await deps.loadKeys(ids) : (await Promise.all(ids.map((id) => deps.loadKey(id)))).filter((k) => k !== undefined);
-        const byKeyId = new Map(rows.map((k) => [k.keyId, k]));
+        const byKeyId = new Map((await deps.loadKeys(ids)).map((k) => [k.keyId, k]));
         for (const [keyId, generation] of batch) if (generation === generationOf(keyId)) applyFresh(keyId, byKeyId.get(keyId));
       } catch {
         // A failed read changes nothing: entries serve until their TTL, then the synchronous refresh and its stale window decide.
@@ -269,7 +266,7 @@ export function createKeyVerifier(deps: VerifierDeps): KeyVerifier {
       if (entry) {
         const age = deps.now() - entry.loadedAt;
         if (age < deps.ttlMs) {
-          // Warm: no promise. A known key in the last quarter of its TTL is re-read in the background (see aheadMs).
+          // Warm: no promise. A known key near its TTL is re-read in the background (see aheadMs).
           if (age >= aheadMs && entry.key) refreshAhead(keyId);
           return entry.key;
         }

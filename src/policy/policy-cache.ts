@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import type { KeyRecord } from "../domain/key.js";
 import type { Plan, Role } from "../domain/policy.js";
-import { SingleFlight, TtlCache } from "../keys/ttl-cache.js";
+import { REFRESH_AHEAD_AT, SingleFlight, TtlCache } from "../keys/ttl-cache.js";
 import { compilePolicy, type EffectivePolicy } from "./effective.js";
 
 /**
@@ -17,9 +17,9 @@ interface Entry<V> {
 /**
  * A read-through cache with the verifier's freshness rules: an entry is served from memory for
  * `ttlMs`, then re-read; while the store is down an old entry keeps serving until
- * `ttlMs + staleMs`, after which the read fails (UNAVAILABLE from the store). An entry used in the
- * last quarter of its `ttlMs` is re-read in the background (refresh ahead, as the key cache does),
- * so a plan or tenant in use never makes a call wait. An invalidation bumps a generation so that
+ * `ttlMs + staleMs`, after which the read fails (UNAVAILABLE from the store). An entry in use is
+ * re-read in the background near its TTL (REFRESH_AHEAD_AT, as the key cache does), so a plan or
+ * tenant in use never makes a call wait. An invalidation bumps a generation so that
  * a read already in flight cannot cache pre-change data.
  */
 class ReadThrough<V> {
@@ -43,7 +43,7 @@ class ReadThrough<V> {
     if (!entry) return undefined;
     const age = this.now() - entry.loadedAt;
     if (age >= this.ttlMs) return undefined;
-    if (age >= this.ttlMs * 0.75 && !this.flights.has(id)) this.reload(id, entry).catch(() => undefined); // a failure changes nothing
+    if (age >= this.ttlMs * REFRESH_AHEAD_AT && !this.flights.has(id)) this.reload(id, entry).catch(() => undefined); // a failure changes nothing
     return entry;
   }
 

@@ -72,13 +72,14 @@ function callerThenKey(deps: ConsumeQuotaDeps, { code, key: caller }: Verificati
   if (!p.includes(QUOTA_SERVICE_PERMISSION) && !p.includes(ADMIN_PERMISSION)) {
     throw permissionDenied("NOT_A_QUOTA_SERVICE_KEY", `charging by key_id needs the ${QUOTA_SERVICE_PERMISSION} or ${ADMIN_PERMISSION} permission`);
   }
-  const visible = (key: KeyRecord | undefined): KeyRecord => {
-    // A key in another tenant is reported as absent to a caller that may not see it.
-    if (!key || (key.tenantId !== caller.tenantId && !p.includes(CROSS_TENANT_PERMISSION))) throw notFound("key", keyId);
-    return key;
-  };
   const found = deps.verifier.lookup(keyId);
-  return isPromise(found) ? found.then(visible) : visible(found);
+  return isPromise(found) ? found.then((key) => visibleTo(caller, keyId, key)) : visibleTo(caller, keyId, found);
+}
+
+/** A key in another tenant is reported as absent to a caller that may not see it. */
+function visibleTo(caller: KeyRecord, keyId: string, key: KeyRecord | undefined): KeyRecord {
+  if (!key || (key.tenantId !== caller.tenantId && !caller.permissions.includes(CROSS_TENANT_PERMISSION))) throw notFound("key", keyId);
+  return key;
 }
 
 /**
@@ -88,18 +89,23 @@ function callerThenKey(deps: ConsumeQuotaDeps, { code, key: caller }: Verificati
  */
 export function consumeQuota(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext): MaybePromise<ConsumeQuotaResponse> {
   const cost = validate(req);
+  // Each step runs at once when the one before answered synchronously; a closure only when it waits.
   if (req.keyId !== "") {
     const found = keyById(deps, ctx, req.keyId);
-    const charge = (key: KeyRecord) => {
-      const status = keyStatus(key, deps.now(), req.clientIp);
-      return status === "VALID" ? chargeKey(deps, req, ctx, key, cost) : refused(deps, status, key);
-    };
-    return isPromise(found) ? found.then(charge) : charge(found);
+    return isPromise(found) ? found.then((key) => chargeById(deps, req, ctx, key, cost)) : chargeById(deps, req, ctx, found, cost);
   }
   const verifying = deps.verifier.verify(req.credential, req.clientIp);
-  const charge = (verified: Verification) =>
-    verified.code !== "VALID" || !verified.key ? refused(deps, verified.code, verified.key) : chargeKey(deps, req, ctx, verified.key, cost);
-  return isPromise(verifying) ? verifying.then(charge) : charge(verifying);
+  return isPromise(verifying) ? verifying.then((v) => chargeVerified(deps, req, ctx, v, cost)) : chargeVerified(deps, req, ctx, verifying, cost);
+}
+
+/** The `key_id` form: the key's own status (revoked, expired, IP) decides before the charge. */
+function chargeById(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext, key: KeyRecord, cost: number): MaybePromise<ConsumeQuotaResponse> {
+  const status = keyStatus(key, deps.now(), req.clientIp);
+  return status === "VALID" ? chargeKey(deps, req, ctx, key, cost) : refused(deps, status, key);
+}
+
+function chargeVerified(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext, v: Verification, cost: number): MaybePromise<ConsumeQuotaResponse> {
+  return v.code !== "VALID" || !v.key ? refused(deps, v.code, v.key) : chargeKey(deps, req, ctx, v.key, cost);
 }
 
 function chargeKey(deps: ConsumeQuotaDeps, req: ConsumeQuotaRequest, ctx: HandlerContext, key: KeyRecord, cost: number): MaybePromise<ConsumeQuotaResponse> {
