@@ -244,6 +244,50 @@ describe("leasing engine against PostgreSQL", () => {
     expect(await storedUsed(pool, d.limitId)).toBe(1001);
   });
 
+  it("leases ahead by the store's round trip: a lease that takes 40 ms at one call per ms leaves no call waiting", async () => {
+    const d = await limit({ amount: 1_000_000 });
+    const repo = createQuotaRepo(pool);
+    // The real store, whose answers reach the engine 40 simulated ms after they were asked for
+    // (a busy event loop: 20–60 ms were measured on a loaded server).
+    const pending: { dueMs: number; answer: Promise<unknown>; release: () => void }[] = [];
+    const slow: typeof repo = Object.create(repo, {
+      leaseWindow: { value: (l: Parameters<typeof repo.leaseWindow>[0]) => {
+        const answer = repo.leaseWindow(l);
+        return new Promise((resolve, reject) => pending.push({ dueMs: clock + 40, answer, release: () => void answer.then(resolve, reject) }));
+      } },
+    });
+    async function deliver(untilMs: number) {
+      for (const p of pending.filter((q) => q.dueMs <= untilMs)) {
+        pending.splice(pending.indexOf(p), 1);
+        await p.answer;
+        p.release();
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    const e = createLeaseEngine(slow, now, { minBlock: 100, maxBlock: 100 });
+    const start = clock;
+    let waitedLate = 0;
+    let mostHeld = 0;
+    for (let i = 0; i < 4000; i++) {
+      clock += 1;
+      await deliver(clock);
+      const out = e.charge([d], subject(), 1, false);
+      if (out instanceof Promise) {
+        if (i >= 3000) waitedLate++;
+        clock += 40; // the call waits for its lease
+        await deliver(clock);
+        await out;
+      }
+      mostHeld = Math.max(mostHeld, e.held());
+    }
+    // A quarter of a block (25 calls, 25 ms) is less than a round trip; two round trips are 80.
+    expect(waitedLate).toBe(0);
+    expect(mostHeld).toBeLessThan(200); // under two blocks
+    clock = start;
+    await deliver(Number.POSITIVE_INFINITY);
+    await e.close();
+  });
+
   it("leaves a failed early lease to the call that needs the tokens, and does not retry it on every call", async () => {
     const d = await limit({ amount: 1_000_000 });
     const repo = createQuotaRepo(pool);

@@ -66,6 +66,11 @@ interface Slot {
   retired?: boolean;
 }
 
+/** Lease round trips' weight in their running average (leaseRoundTripMs). */
+const ROUND_TRIP_WEIGHT = 0.25;
+/** Lease ahead while held tokens still cover this many round trips (aheadBelow). */
+const AHEAD_ROUND_TRIPS = 2;
+
 const isBucket = (def: LimitDefinition) => def.kind === "rate";
 const bucketShape = (def: LimitDefinition): BucketShape => ({ burst: def.amount, refill: def.refill, periodMs: periodSeconds(def.period, 0) * 1000 });
 
@@ -104,6 +109,8 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
    * is used only while its slot is live, in its window, and for the same definition object.
    */
   const recent = new WeakMap<QuotaSubject, Map<number, Slot>>();
+  /** How long a window lease takes to come back, store and event loop included (ms, exponentially weighted; 0 until one has). */
+  let leaseRoundTripMs = 0;
 
   function slotOf(def: LimitDefinition, subject: QuotaSubject, nowMs: number): Slot {
     let mine = recent.get(subject);
@@ -161,6 +168,8 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
       const d = slot.def;
       const r = await repo.leaseWindow({ limitId: d.limitId, subject: slot.subject, windowIndex: slot.windowIndex, amount: d.amount,
         carryOver: d.kind === "budget" && d.refillMode === "add", cap: d.cap, need, want, divisor: o.divisor });
+      const tookMs = Math.max(0, now() - nowMs);
+      leaseRoundTripMs = leaseRoundTripMs === 0 ? tookMs : leaseRoundTripMs * (1 - ROUND_TRIP_WEIGHT) + tookMs * ROUND_TRIP_WEIGHT;
       slot.capacity = r.capacity;
       slot.storeLeft = r.capacity - r.used;
       slot.local += r.granted;
@@ -223,21 +232,32 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
   /**
    * Starts the next lease before the held tokens run out, so that a hot counter keeps answering
    * from memory: without it, once per block every call of that counter waited for the store's
-   * answer together. When what is held falls below a quarter of a block, one block is asked for
-   * in the background (at most one lease per counter is in flight). Its failure is not reported
-   * here: the call that finds nothing held leases again and reports it; no early lease is tried
-   * again for `recheckMs`, so a store that is down is not asked once per call. Window counters only —
-   * a bucket's leased tokens must be spent within `bucketLeaseMs` of the lease, and a lease
-   * renews that for everything held.
+   * answer together. When what is held would last less than two lease round trips at the
+   * observed rate (`aheadBelow`), one block is asked for in the background (at most one lease per
+   * counter is in flight). Its failure is not reported here: the call that finds nothing held
+   * leases again and reports it; no early lease is tried again for `recheckMs`, so a store that is
+   * down is not asked once per call. Window counters only — a bucket's leased tokens must be spent
+   * within `bucketLeaseMs` of the lease, and a lease renews that for everything held.
    */
   function refillAhead(slot: Slot, nowMs: number): void {
     if (slot.inflight || slot.retired || isBucket(slot.def) || nowMs < (slot.aheadAfterMs ?? 0)) return;
     const block = blockFor(slot);
-    if (slot.local * 4 >= block) return;
+    if (slot.local >= aheadBelow(slot, block)) return;
     if (nowMs < slot.learnedAtMs + o.recheckMs && storeLeftNow(slot, nowMs) < 1) return; // known to be spent
     const granted = lease(slot, 1, block);
     granted.catch(() => (slot.aheadAfterMs = now() + o.recheckMs));
     slot.inflight = settled(granted, slot);
+  }
+
+  /**
+   * How few held tokens start the next lease: what two lease round trips spend at the observed
+   * rate, at least a quarter of a block and at most a block. A quarter of a block alone was too
+   * few on a busy server: at ~10k calls/s a 1,000-token block's last quarter lasts ~25 ms, while a
+   * lease came back in 20–60 ms (the event loop is busy answering calls), so 15 % of a hot
+   * counter's calls waited for it. The cap keeps what a replica holds under two blocks.
+   */
+  function aheadBelow(slot: Slot, block: number): number {
+    return Math.min(block, Math.max(block / 4, slot.rate * AHEAD_ROUND_TRIPS * leaseRoundTripMs));
   }
 
   /** Brings what this replica knows of the store up to date when it is stale (checks and dry runs). */
