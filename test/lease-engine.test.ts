@@ -288,6 +288,33 @@ describe("leasing engine against PostgreSQL", () => {
     await e.close();
   });
 
+  it("sees a rate above one call per millisecond: ten calls a tick size a block for ten thousand a second", async () => {
+    const d = await limit({ amount: 100_000_000 });
+    const repo = createQuotaRepo(pool);
+    const wants: number[] = [];
+    const watched: typeof repo = Object.create(repo, {
+      leaseWindow: { value: (l: Parameters<typeof repo.leaseWindow>[0]) => {
+        wants.push(l.want);
+        return repo.leaseWindow(l);
+      } },
+    });
+    const e = createLeaseEngine(watched, now, { minBlock: 50, maxBlock: 1_000_000, targetLeaseMs: 1000 });
+    const start = clock;
+    for (let ms = 0; ms < 3000; ms++) {
+      clock = start + ms;
+      for (let i = 0; i < 10; i++) {
+        const out = e.charge([d], subject("rate"), 1, false);
+        if (out instanceof Promise) await out;
+      }
+      if (ms % 100 === 0) await new Promise((r) => setImmediate(r)); // leases ahead come back
+    }
+    // ~1 s of demand at 10 a ms; counted as one call per tick, the estimate could not pass 1,000.
+    expect(wants.at(-1)).toBeGreaterThan(8000);
+    expect(wants.at(-1)).toBeLessThanOrEqual(10_000);
+    clock = start;
+    await e.close();
+  });
+
   it("leaves a failed early lease to the call that needs the tokens, and does not retry it on every call", async () => {
     const d = await limit({ amount: 1_000_000 });
     const repo = createQuotaRepo(pool);

@@ -59,6 +59,8 @@ interface Slot {
   lastUsedMs: number;
   /** Observed demand, tokens per ms (exponentially weighted). */
   rate: number;
+  /** Cost charged since `lastUsedMs`'s tick, not yet in `rate` (see observe). */
+  unobserved: number;
   inflight?: Promise<void>;
   /** No early lease (refillAhead) before this instant: the last one failed. */
   aheadAfterMs?: number;
@@ -142,7 +144,7 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
     }
     const capacity = def.kind === "budget" && def.refillMode === "add" ? (def.cap ?? def.amount) : def.amount;
     slot = { def, subject, windowIndex: w.index, windowStartMs: w.startMs, windowEndMs: w.endMs, local: 0, toReturn: 0, storeLeft: capacity, capacity,
-      learnedAtMs: Number.NEGATIVE_INFINITY, leasedAtMs: nowMs, lastUsedMs: nowMs, rate: 0 };
+      learnedAtMs: Number.NEGATIVE_INFINITY, leasedAtMs: nowMs, lastUsedMs: nowMs, rate: 0, unobserved: 0 };
     slots.set(key, slot);
     return slot;
   }
@@ -269,10 +271,19 @@ export function createLeaseEngine(repo: QuotaRepo, now: () => number, options: P
     await learned;
   }
 
+  /**
+   * Adds a call to the counter's observed rate. Calls within one clock tick (a millisecond) are
+   * summed and enter the average at the next tick, over the time that passed: counting each as if
+   * a millisecond apart capped the estimate at one token per ms, so a key charged 10,000 times a
+   * second was believed to run at 1,000, and its blocks and lease-ahead margin were sized for that.
+   */
   function observe(slot: Slot, cost: number, nowMs: number): void {
-    const dt = Math.max(1, nowMs - slot.lastUsedMs);
+    slot.unobserved += cost;
+    const dt = nowMs - slot.lastUsedMs;
+    if (dt <= 0) return;
     const alpha = Math.min(1, dt / 1000);
-    slot.rate = slot.rate * (1 - alpha) + (cost / dt) * alpha;
+    slot.rate = slot.rate * (1 - alpha) + (slot.unobserved / dt) * alpha;
+    slot.unobserved = 0;
     slot.lastUsedMs = nowMs;
   }
 
