@@ -113,9 +113,11 @@ export async function startBenchServer(env: Record<string, string>, entry?: stri
   const { DATABASE_URL: _ignored, ...inherited } = process.env;
   // BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it exits (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  // BENCH_ALLOC_PROF=<file>: the server samples every allocation, collected ones included, and writes the profile there on exit (alloc-profile.mjs).
+  const allocations = process.env.BENCH_ALLOC_PROF ? ["--import", new URL("./alloc-profile.mjs", import.meta.url).href] : [];
   // BENCH_NODE_FLAGS: more flags for the server's node (e.g. `--trace-gc`, or a V8 heap setting to compare).
   const flags = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...flags, ...profile, entry ?? compiledServer()], {
+  const child = spawn(process.execPath, [...flags, ...profile, ...allocations, entry ?? compiledServer()], {
     env: { ...inherited, ...serverEnv },
     stdio: ["ignore", log.fd, "pipe"],
   });
